@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+// moebench: DiT-MoE inference, expert serving, sampler curves and the harness around them.
+// System libraries (Debian): libopenblas-dev, libnuma-dev, liblz4-dev — see scripts/bootstrap.
+import PackageDescription
+
+let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "moebench",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "moebench", targets: ["moebench"]),
+        .executable(name: "moebench-bench", targets: ["moebench-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // System libraries: module maps only.
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CNUMA", providers: [.apt(["libnuma-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        // Small C helpers that need _GNU_SOURCE (CPU affinity, current CPU, page queries).
+        .target(name: "CSupport", linkerSettings: [.linkedLibrary("numa")]),
+
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimise),
+        .target(name: "DiT", dependencies: ["Tensor"], swiftSettings: optimise),
+        .target(name: "Diffusion", dependencies: ["Tensor", "CBLAS"], swiftSettings: optimise),
+        .target(name: "Wire", dependencies: ["CLZ4", .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: optimise),
+        .target(name: "Metrics", dependencies: ["Tensor", "CBLAS",
+                                                .product(name: "Histogram", package: "hdrhistogram-swift")],
+                swiftSettings: optimise),
+        .target(name: "Cluster", dependencies: ["DiT", "Wire", "Tensor", "CNUMA", "CSupport"], swiftSettings: optimise),
+        .target(name: "Harness", dependencies: ["DiT", "Diffusion", "Cluster", "Metrics", "Wire",
+                                                .product(name: "TOMLKit", package: "TOMLKit")],
+                swiftSettings: optimise),
+        .executableTarget(name: "moebench", dependencies: [
+            "Tensor", "DiT", "Diffusion", "Wire", "Cluster", "Metrics", "Harness",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: optimise),
+        .executableTarget(name: "moebench-bench", dependencies: [
+            "Tensor", "DiT", "Diffusion", "Wire", "Cluster", "Metrics", "Harness", "CBLAS",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "bench/moebench-bench", swiftSettings: optimise),
+
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "DiTTests", dependencies: ["DiT", "Tensor"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor", "Metrics"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DiT", "Wire"]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

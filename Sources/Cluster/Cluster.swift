@@ -1,0 +1,1 @@
+// Cluster module: see specs/architecture.md for what it owns.

@@ -1,0 +1,1 @@
+// Diffusion module: see specs/architecture.md for what it owns.

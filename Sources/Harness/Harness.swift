@@ -1,0 +1,1 @@
+// Harness module: see specs/architecture.md for what it owns.

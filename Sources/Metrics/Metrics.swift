@@ -1,0 +1,1 @@
+// Metrics module: see specs/architecture.md for what it owns.

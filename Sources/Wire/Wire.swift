@@ -1,0 +1,1 @@
+// Wire module: see specs/architecture.md for what it owns.

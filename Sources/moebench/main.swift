@@ -1,0 +1,10 @@
+import ArgumentParser
+
+struct Moebench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "moebench",
+        abstract: "Benchmark, profile and serve DiT-MoE and dense DiT models; compare diffusion samplers.",
+        subcommands: [])
+}
+
+Moebench.main()

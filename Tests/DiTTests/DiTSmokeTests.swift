@@ -1,0 +1,6 @@
+import XCTest
+@testable import DiT
+
+final class DiTSmokeTests: XCTestCase {
+    func testModuleLinks() { XCTAssertTrue(true) }
+}

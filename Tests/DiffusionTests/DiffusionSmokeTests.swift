@@ -1,0 +1,6 @@
+import XCTest
+@testable import Diffusion
+
+final class DiffusionSmokeTests: XCTestCase {
+    func testModuleLinks() { XCTAssertTrue(true) }
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import Metrics
+
+final class MetricsSmokeTests: XCTestCase {
+    func testModuleLinks() { XCTAssertTrue(true) }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "moebench-bench",
+        abstract: "moebench's benchmarks; each prints a baseline measured in the same run.",
+        subcommands: [])
+}
+
+Bench.main()
