@@ -5,16 +5,16 @@ import Foundation
 }
 
 /// SiLU(x) = x·σ(x) = x / (1 + e^(−x)).
-@inlinable public func silu(_ v: Float) -> Float { v / (1 + expf(-v)) }
+@inlinable @inline(__always) public func silu(_ v: Float) -> Float { v / (1 + fastExp(-v)) }
 
 @inlinable public func siluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
     for i in 0..<count { x[i] = silu(x[i]) }
 }
 
 /// tanh-approximated GELU (timm `Mlp` in dense DiT): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
-@inlinable public func geluTanh(_ v: Float) -> Float {
+@inlinable @inline(__always) public func geluTanh(_ v: Float) -> Float {
     let c: Float = 0.7978845608028654  // √(2/π)
-    return 0.5 * v * (1 + tanhf(c * (v + 0.044715 * v * v * v)))
+    return 0.5 * v * (1 + fastTanh(c * (v + 0.044715 * v * v * v)))
 }
 
 @inlinable public func geluTanhInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {

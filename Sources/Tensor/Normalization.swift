@@ -35,7 +35,7 @@ public func softmaxRowsInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, widt
         var m = -Float.infinity
         for i in 0..<width where xr[i] > m { m = xr[i] }
         var sum: Float = 0
-        for i in 0..<width { let e = expf(xr[i] - m); xr[i] = e; sum += e }
+        for i in 0..<width { let e = fastExp(xr[i] - m); xr[i] = e; sum += e }
         let inv = 1 / sum
         for i in 0..<width { xr[i] *= inv }
     }
