@@ -120,6 +120,9 @@ extension DiTConfig {
         guard let patch = Int(patchText), [2, 4, 8].contains(patch) else {
             throw DiTError.unknownConfig(name: name, hint: "patch size must be 2, 4 or 8")
         }
+        if size.name == "G" && patch != 2 {
+            throw DiTError.unknownConfig(name: name, hint: "DiT-MoE-G exists with patch size 2 only")
+        }
         tail = tail.dropFirst(patchText.count)
         var experts = 8, topK = 2
         if moe {

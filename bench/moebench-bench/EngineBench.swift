@@ -1,6 +1,7 @@
 import ArgumentParser
 import DiT
 import Foundation
+import Harness
 import Metrics
 import Tensor
 
@@ -68,7 +69,7 @@ struct EngineBench: ParsableCommand {
                     times.append(Double(PhaseProfile.now() - start) / 1e9)
                 }
                 let med = median(times)
-                let gflop = 0.0
+                let gflop = ModelCost(ModelShape(config)).trueFLOPs * Double(batch) / 1e9
                 let rate = gflop / med
                 if json {
                     print(#"{"model": "\#(name)", "batch": \#(batch), "ms": \#(med * 1000), "gflop": \#(gflop), "gflops": \#(rate), "fraction": \#(rate / roof)}"#)
