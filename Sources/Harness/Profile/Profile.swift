@@ -16,7 +16,7 @@ public struct Profile: Codable, Equatable, Sendable {
     /// Codec variants for cluster transfers (the first is the default); empty means the Wire defaults.
     public var codecs: [CodecSettings]
     public var loadBalance: LoadBalanceSuite?
-    public var curves: CurveSweep?
+    public var curves: CurvesSettings?
 
     public func model(_ id: String) -> ModelSpec? { models.first { $0.id == id } }
 
@@ -154,7 +154,7 @@ public struct TestbedSettings: Codable, Equatable, Sendable {
     public var seed: UInt64
 }
 
-public struct CurveSweep: Codable, Equatable, Sendable {
+public struct CurvesSettings: Codable, Equatable, Sendable {
     /// Score source: only "testbed" until DiT models are wired.
     public var score: String
     public var integrators: [Integrator]

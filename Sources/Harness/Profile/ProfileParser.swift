@@ -196,7 +196,7 @@ extension Profile {
         return enabled ? out : nil
     }
 
-    static func parseCurves(_ t: TOMLReader) throws -> CurveSweep? {
+    static func parseCurves(_ t: TOMLReader) throws -> CurvesSettings? {
         var r = t
         let enabled = try r.bool("enabled") ?? true
         let score = try r.string("score") ?? "testbed"
@@ -212,7 +212,7 @@ extension Profile {
             isotropicStd: try tb.double("isotropic_std", { $0 > 0 }, "a standard deviation > 0") ?? 0.05,
             seed: UInt64(try tb.int("seed", in: 0...Int.max, "a seed ≥ 0") ?? 0))
         try tb.finish(known: ["dim", "components", "rank", "isotropic_std", "seed"])
-        let out = CurveSweep(
+        let out = CurvesSettings(
             score: score,
             integrators: try r.choiceArray("integrators", Integrator.self) ?? Integrator.allCases,
             nfe: try r.intArray("nfe", in: 2...100_000, "an NFE budget ≥ 2") ?? [10, 20, 50, 100],
