@@ -69,7 +69,7 @@ struct CurvesCommand: ParsableCommand {
     var dlgEps: Double = 0.5
 
     @Option(name: .customLong("dlg-skip-fraction"), help: "Share of a DLG budget spent on Langevin steps, in (0,1).")
-    var dlgSkipFraction: Double = 0.5
+    var dlgSkipFraction: Double = 0.3
 
     @Option(name: .long, help: "Testbed dimension d (2…3072).")
     var dim: Int = 256
@@ -85,6 +85,9 @@ struct CurvesCommand: ParsableCommand {
 
     @Option(name: .customLong("sigma-max"), help: "σ_max of vanilla runs and of the DLG level set (data units).")
     var sigmaMax: Double = 50
+
+    @Option(name: .customLong("blas-threads"), help: "OpenBLAS threads. The testbed splits each batch over 2 cores itself and its GEMMs are small, so 1 is fastest.")
+    var blasThreads: Int = 1
 
     @Flag(name: .long, help: "Print the summary as JSON on stdout instead of the table.")
     var json = false
@@ -114,6 +117,7 @@ struct CurvesCommand: ParsableCommand {
         config.dlg = DLGBudgetDefaults(epsilon: dlgEps, skipFraction: dlgSkipFraction)
         do { try config.validate() } catch { throw ValidationError("\(error)") }
 
+        BLASThreads.set(blasThreads)
         let spec = LowRankMixtureSpec(dimension: dim, components: components, rank: rank, seed: testbedSeed)
         let source = TestbedScoreSource(spec: spec, sigmaMax: sigmaMax)
         let store = try CurveStore(directory: out)

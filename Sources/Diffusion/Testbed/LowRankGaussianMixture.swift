@@ -1,4 +1,5 @@
 import CBLAS
+import Dispatch
 
 // The exact-score testbed: closed-form D(x;σ), ∇log p_σ, log p_σ and the data moments of a low-rank Gaussian
 // mixture (parameters in LowRankMixtureParameters.swift). Computation is float64; the `Denoiser` face converts.
@@ -22,7 +23,7 @@ public final class LowRankGaussianMixture: Denoiser, NoiseLevelEstimator {
     /// U_kᵀμ_k, [K·r].
     let meanProjection: [Double]
     let logWeights: [Double]
-    // Level tables for the σ-step, [L][K][r] and [L][K], [L].
+    // Level tables for the σ-step: 1/(λ_{k,i}+δ²+σ_l²) as [K·r][L], log-determinants [K][L], 1/(δ²+σ_l²) [L].
     let levelInverse: [Double], levelLogDet: [Double], levelComplementInverse: [Double]
 
     // Batch workspace, grown on demand (not thread-safe: one sampler per instance).
@@ -50,19 +51,21 @@ public final class LowRankGaussianMixture: Denoiser, NoiseLevelEstimator {
         meanProjection = mp
         logWeights = p.weights.map { $0 > 0 ? dlog($0) : -Double.infinity }
         levels = NoiseLevels(sigmaMin: 0.01, sigmaMax: levelSigmaMax, count: levelCount)
-        var inv = [Double](), ld = [Double](), cinv = [Double]()
-        inv.reserveCapacity(levelCount * kr)
-        for l in 0..<levelCount {
+        // Component-major tables so the level loop is a contiguous axpy over l.
+        let lcount = levelCount
+        var inv = [Double](repeating: 0, count: k * r * lcount), ld = [Double](repeating: 0, count: k * lcount)
+        var cinv = [Double](repeating: 0, count: lcount)
+        for l in 0..<lcount {
             let a = p.isotropicVariance + levels[l] * levels[l]
-            cinv.append(1 / a)
+            cinv[l] = 1 / a
             for c in 0..<k {
                 var logdet = Double(d - r) * dlog(a)
                 for i in 0..<r {
                     let v = p.eigenvalues[c * r + i] + a
-                    inv.append(1 / v)
+                    inv[(c * r + i) * lcount + l] = 1 / v
                     logdet += dlog(v)
                 }
-                ld.append(logdet)
+                ld[c * lcount + l] = logdet
             }
         }
         levelInverse = inv; levelLogDet = ld; levelComplementInverse = cinv
@@ -79,12 +82,13 @@ public final class LowRankGaussianMixture: Denoiser, NoiseLevelEstimator {
         coef = DoubleBuffer(batch * kr); wmu = DoubleBuffer(batch * k); out64 = DoubleBuffer(batch * d)
     }
 
-    /// c_{b,k} = U_kᵀ(x_b − μ_k) into proj, q_{b,k} = ‖x_b − μ_k‖² into sq.
-    private func project(_ x: UnsafePointer<Double>, batch: Int) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(batch), Int32(kr), Int32(d),
-                    1, x, Int32(d), basis, Int32(kr), 0, proj.p, Int32(kr))
+    /// c_{b,k} = U_kᵀ(x_b − μ_k) into proj, q_{b,k} = ‖x_b − μ_k‖² into sq, for samples lo..<hi.
+    private func project(_ x: UnsafePointer<Double>, _ lo: Int, _ hi: Int) {
+        guard hi > lo else { return }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(hi - lo), Int32(kr), Int32(d),
+                    1, x + lo * d, Int32(d), basis, Int32(kr), 0, proj.p + lo * kr, Int32(kr))
         parameters.means.withUnsafeBufferPointer { mu in
-            for b in 0..<batch {
+            for b in lo..<hi {
                 let xb = x + b * d, pb = proj.p + b * kr
                 for j in 0..<kr { pb[j] -= meanProjection[j] }
                 for c in 0..<k {
@@ -95,6 +99,14 @@ public final class LowRankGaussianMixture: Denoiser, NoiseLevelEstimator {
                 }
             }
         }
+    }
+
+    /// Runs body(lo, hi) over disjoint sample ranges, on two threads when the batch is large enough.
+    /// The per-sample workspace rows are disjoint, so workers share the buffers.
+    private func parallelRanges(_ batch: Int, _ body: (Int, Int) -> Void) {
+        if batch < 32 { body(0, batch); return }
+        let half = batch / 2
+        DispatchQueue.concurrentPerform(iterations: 2) { w in body(w == 0 ? 0 : half, w == 0 ? half : batch) }
     }
 
     /// log π_k + log N_k(x_b; σ) without the −(d/2)·log 2π constant, for every k, into `out` (K values).
@@ -119,34 +131,43 @@ public final class LowRankGaussianMixture: Denoiser, NoiseLevelEstimator {
     public func denoise64(_ x: UnsafePointer<Double>, sigma: UnsafePointer<Double>, batch: Int,
                           into out: UnsafeMutablePointer<Double>) {
         reserve(batch)
-        project(x, batch: batch)
-        let ll = DoubleBuffer(k)
-        for b in 0..<batch {
-            let s2 = sigma[b] * sigma[b], a = delta2 + s2, g = delta2 / a
-            componentLogLikelihoods(sample: b, sigma: sigma[b], into: ll.p)
-            var mx = -Double.infinity
-            for c in 0..<k { mx = max(mx, ll.p[c]) }
-            var z = 0.0
-            for c in 0..<k { ll.p[c] = dexp(ll.p[c] - mx); z += ll.p[c] }
-            let pb = proj.p + b * kr, cb = coef.p + b * kr
-            for c in 0..<k {
-                let w = ll.p[c] / z
-                wmu.p[b * k + c] = w * (1 - g)
-                for i in 0..<r {
-                    let lam = parameters.eigenvalues[c * r + i] + delta2
-                    cb[c * r + i] = w * (lam / (lam + s2) - g) * pb[c * r + i]
+        parallelRanges(batch) { lo, hi in denoiseRows(x, sigma: sigma, lo, hi, into: out) }
+    }
+
+    private func denoiseRows(_ x: UnsafePointer<Double>, sigma: UnsafePointer<Double>, _ lo: Int, _ hi: Int,
+                             into out: UnsafeMutablePointer<Double>) {
+        guard hi > lo else { return }
+        project(x, lo, hi)
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: k) { llb in
+            let ll = llb.baseAddress!
+            for b in lo..<hi {
+                let s2 = sigma[b] * sigma[b], a = delta2 + s2, g = delta2 / a
+                componentLogLikelihoods(sample: b, sigma: sigma[b], into: ll)
+                var mx = -Double.infinity
+                for c in 0..<k { mx = max(mx, ll[c]) }
+                var z = 0.0
+                for c in 0..<k { ll[c] = dexp(ll[c] - mx); z += ll[c] }
+                let pb = proj.p + b * kr, cb = coef.p + b * kr
+                for c in 0..<k {
+                    let w = ll[c] / z
+                    wmu.p[b * k + c] = w * (1 - g)
+                    for i in 0..<r {
+                        let lam = parameters.eigenvalues[c * r + i] + delta2
+                        cb[c * r + i] = w * (lam / (lam + s2) - g) * pb[c * r + i]
+                    }
                 }
+                let xb = x + b * d, ob = out + b * d
+                for i in 0..<d { ob[i] = g * xb[i] }
             }
-            let xb = x + b * d, ob = out + b * d
-            for i in 0..<d { ob[i] = g * xb[i] }
         }
         // out += W·M (means) + Coef·Uᵀ
+        let n = Int32(hi - lo)
         parameters.means.withUnsafeBufferPointer { mu in
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(batch), Int32(d), Int32(k),
-                        1, wmu.p, Int32(k), mu.baseAddress, Int32(d), 1, out, Int32(d))
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Int32(d), Int32(k),
+                        1, wmu.p + lo * k, Int32(k), mu.baseAddress, Int32(d), 1, out + lo * d, Int32(d))
         }
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(batch), Int32(d), Int32(kr),
-                    1, coef.p, Int32(kr), basis, Int32(kr), 1, out, Int32(d))
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, Int32(d), Int32(kr),
+                    1, coef.p + lo * kr, Int32(kr), basis, Int32(kr), 1, out + lo * d, Int32(d))
     }
 
     public func denoise(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Double>, batch: Int,
@@ -172,7 +193,7 @@ public final class LowRankGaussianMixture: Denoiser, NoiseLevelEstimator {
     /// log p_σ(x) of one sample (normalised), float64.
     public func logDensity(_ x: UnsafePointer<Double>, sigma: Double) -> Double {
         reserve(1)
-        project(x, batch: 1)
+        project(x, 0, 1)
         let ll = DoubleBuffer(k)
         componentLogLikelihoods(sample: 0, sigma: sigma, into: ll.p)
         var mx = -Double.infinity
@@ -184,53 +205,85 @@ public final class LowRankGaussianMixture: Denoiser, NoiseLevelEstimator {
 
     /// log p_{σ_l}(x_b) (up to a constant shared by all levels) for every level l, into out ([batch, L]).
     public func levelLogLikelihoods(_ x: UnsafePointer<Float>, batch: Int, into out: UnsafeMutablePointer<Double>) {
+        prepareLevels(x, batch: batch)
+        let lc = levels.count
+        let ll = DoubleBuffer(lc * k), rowMax = DoubleBuffer(lc)
+        for b in 0..<batch {
+            componentLevelLikelihoods(sample: b, into: ll.p, rowMax: rowMax.p)
+            for l in 0..<lc { out[b * lc + l] = logSumExp(ll.p, level: l, max: rowMax.p[l]) }
+        }
+    }
+
+    /// The σ-step estimator: argmax over levels of the exact log p_σ(x) (uniform prior over levels).
+    /// Exact and cheap: log p = logsumexp_k ℓ_k lies in [max_k ℓ_k, max_k ℓ_k + log K], so only levels whose
+    /// max_k ℓ_k is within log K of the best such value can hold the argmax; logsumexp is evaluated only there.
+    /// Samples are split over the available cores.
+    public func mostLikelyLevel(_ x: UnsafePointer<Float>, batch: Int, into out: UnsafeMutablePointer<Int>) {
+        prepareLevels(x, batch: batch)
+        let lc = levels.count, logK = dlog(Double(k))
+        let workers = batch >= 16 ? 2 : 1
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let ll = DoubleBuffer(lc * k), rowMax = DoubleBuffer(lc)
+            for b in stride(from: w, to: batch, by: workers) {
+                componentLevelLikelihoods(sample: b, into: ll.p, rowMax: rowMax.p)
+                var top = -Double.infinity
+                for l in 0..<lc { top = max(top, rowMax.p[l]) }
+                var best = 0, bv = -Double.infinity
+                for l in 0..<lc where rowMax.p[l] >= top - logK {
+                    let v = logSumExp(ll.p, level: l, max: rowMax.p[l])
+                    if v > bv { bv = v; best = l }
+                }
+                out[b] = best
+            }
+        }
+    }
+
+    /// Float64 copy of x and its projections, for the level computations.
+    private func prepareLevels(_ x: UnsafePointer<Float>, batch: Int) {
         reserve(batch)
         for i in 0..<(batch * d) { x64.p[i] = Double(x[i]) }
-        project(x64.p, batch: batch)
-        let lc = levels.count
-        let ll = DoubleBuffer(k), c2 = DoubleBuffer(kr), resid = DoubleBuffer(k)
-        for b in 0..<batch {
-            let pb = proj.p + b * kr
-            for c in 0..<k {
-                var cc = 0.0
-                for i in 0..<r { let v = pb[c * r + i] * pb[c * r + i]; c2.p[c * r + i] = v; cc += v }
-                resid.p[c] = sq.p[b * k + c] - cc
-            }
-            levelInverse.withUnsafeBufferPointer { inv in
-                levelLogDet.withUnsafeBufferPointer { ld in
-                    for l in 0..<lc {
-                        let ia = levelComplementInverse[l]
-                        let invL = inv.baseAddress! + l * kr, ldL = ld.baseAddress! + l * k
-                        var mx = -Double.infinity
-                        for c in 0..<k {
-                            var quad = resid.p[c] * ia
-                            for i in 0..<r { quad += c2.p[c * r + i] * invL[c * r + i] }
-                            let v = logWeights[c] - 0.5 * (quad + ldL[c])
-                            ll.p[c] = v
-                            mx = max(mx, v)
+        parallelRanges(batch) { lo, hi in project(x64.p, lo, hi) }
+    }
+
+    /// ℓ_{k,l} = log π_k + log N_k(x_b; σ_l) (no 2π constant) into ll ([K, L]) and max_k ℓ_{k,l} into rowMax.
+    private func componentLevelLikelihoods(sample b: Int, into ll: UnsafeMutablePointer<Double>,
+                                           rowMax: UnsafeMutablePointer<Double>) {
+        let pb = proj.p + b * kr, lc = levels.count
+        for l in 0..<lc { rowMax[l] = -Double.infinity }
+        levelInverse.withUnsafeBufferPointer { inv in
+            levelLogDet.withUnsafeBufferPointer { ld in
+                levelComplementInverse.withUnsafeBufferPointer { cinv in
+                    for c in 0..<k {
+                        var cc = 0.0
+                        for i in 0..<r { cc += pb[c * r + i] * pb[c * r + i] }
+                        let resid = sq.p[b * k + c] - cc, lw = logWeights[c]
+                        let row = ll + c * lc, ldc = ld.baseAddress! + c * lc
+                        for l in 0..<lc { row[l] = resid * cinv[l] + ldc[l] }
+                        for i in 0..<r {
+                            let c2 = pb[c * r + i] * pb[c * r + i], iv = inv.baseAddress! + (c * r + i) * lc
+                            for l in 0..<lc { row[l] += c2 * iv[l] }
                         }
-                        var z = 0.0
-                        for c in 0..<k {
-                            let t = ll.p[c] - mx
-                            if t > -40 { z += dexp(t) }                 // exp(−40)·K is below half an ulp of 1
+                        for l in 0..<lc {
+                            let v = lw - 0.5 * row[l]
+                            row[l] = v
+                            rowMax[l] = max(rowMax[l], v)
                         }
-                        out[b * lc + l] = mx + dlog(z)
                     }
                 }
             }
         }
     }
 
-    /// The σ-step estimator: argmax over levels of the exact log p_σ(x) (uniform prior over levels).
-    public func mostLikelyLevel(_ x: UnsafePointer<Float>, batch: Int, into out: UnsafeMutablePointer<Int>) {
+    /// logsumexp_k ℓ_{k,l} for one level (ll is [K, L]).
+    @inline(__always)
+    private func logSumExp(_ ll: UnsafePointer<Double>, level l: Int, max mx: Double) -> Double {
         let lc = levels.count
-        let buf = DoubleBuffer(batch * lc)
-        levelLogLikelihoods(x, batch: batch, into: buf.p)
-        for b in 0..<batch {
-            var best = 0, bv = -Double.infinity
-            for l in 0..<lc where buf.p[b * lc + l] > bv { bv = buf.p[b * lc + l]; best = l }
-            out[b] = best
+        var z = 0.0
+        for c in 0..<k {
+            let t = ll[c * lc + l] - mx
+            if t > -40 { z += dexp(t) }                                 // exp(−40)·K is below half an ulp of 1
         }
+        return mx + dlog(z)
     }
 
     /// `count` exact draws from the data distribution, [count, d] Float32.

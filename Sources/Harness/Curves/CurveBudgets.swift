@@ -9,8 +9,8 @@ public struct DLGBudgetDefaults: Sendable, Equatable, Codable {
     public var epsilon: Double = 0.5
     /// Share of the budget spent on Langevin steps (n_skip ≈ fraction·budget); the rest goes to the integrator and
     /// the Tweedie step. DMCMC's KAR1 points (10 = 4+5+1, 20 = 10+9+1) use about 0.4–0.5.
-    public var skipFraction: Double = 0.5
-    public init(epsilon: Double = 0.5, skipFraction: Double = 0.5) { self.epsilon = epsilon; self.skipFraction = skipFraction }
+    public var skipFraction: Double = 0.3
+    public init(epsilon: Double = 0.5, skipFraction: Double = 0.3) { self.epsilon = epsilon; self.skipFraction = skipFraction }
 }
 
 public struct CellPlan: Sendable, Equatable {
