@@ -1,5 +1,6 @@
-// Gaussian noise for the stochastic samplers. Seeded and reproducible: xoshiro256** seeded through splitmix64,
-// normals by Marsaglia's polar method (no trigonometry, one log and one sqrt per pair).
+// Gaussian noise for the stochastic samplers. Seeded and reproducible: xoshiro256** seeded through splitmix64.
+// Float32 noise (the per-step hot path) uses the Marsaglia–Tsang ziggurat with 128 layers, its layer index and
+// value taken from disjoint bits of one 64-bit draw; Float64 normals use Marsaglia's polar method.
 
 /// A source of standard-normal noise z ~ N(0, I).
 public protocol NoiseSource: AnyObject {
@@ -61,13 +62,8 @@ public final class SeededNormalNoise: NoiseSource {
     public init(seed: UInt64) { generator = Xoshiro256(seed: seed) }
 
     public func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int) {
-        var i = 0
-        while i + 1 < count {
-            let (a, b) = generator.normalPair()
-            out[i] = Float(a); out[i + 1] = Float(b)
-            i += 2
-        }
-        if i < count { out[i] = Float(generator.normalPair().0) }
+        let z = Ziggurat.shared
+        for i in 0..<count { out[i] = z.normal(&generator) }
     }
 
     public func fillNormal(_ out: UnsafeMutablePointer<Double>, count: Int) {
@@ -85,4 +81,56 @@ public final class SeededNormalNoise: NoiseSource {
 public final class ZeroNoise: NoiseSource {
     public init() {}
     public func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int) { out.update(repeating: 0, count: count) }
+}
+
+/// Marsaglia & Tsang (2000) ziggurat tables for the standard normal, 128 layers.
+final class Ziggurat: @unchecked Sendable {
+    static let shared = Ziggurat()
+    let kn: [UInt32], wn: [Float], fn: [Float]
+    static let r = 3.442619855899
+
+    private init() {
+        let m1 = 2147483648.0, vn = 9.91256303526217e-3
+        var dn = Ziggurat.r, tn = dn
+        var kn = [UInt32](repeating: 0, count: 128), wn = [Float](repeating: 0, count: 128), fn = [Float](repeating: 0, count: 128)
+        let q = vn / dexp(-0.5 * dn * dn)
+        kn[0] = UInt32((dn / q) * m1); kn[1] = 0
+        wn[0] = Float(q / m1); wn[127] = Float(dn / m1)
+        fn[0] = 1; fn[127] = Float(dexp(-0.5 * dn * dn))
+        for i in stride(from: 126, through: 1, by: -1) {
+            dn = (-2 * dlog(vn / dn + dexp(-0.5 * dn * dn))).squareRoot()
+            kn[i + 1] = UInt32((dn / tn) * m1)
+            tn = dn
+            fn[i] = Float(dexp(-0.5 * dn * dn))
+            wn[i] = Float(dn / m1)
+        }
+        self.kn = kn; self.wn = wn; self.fn = fn
+    }
+
+    @inline(__always)
+    func normal(_ g: inout Xoshiro256) -> Float {
+        while true {
+            let u = g.next()
+            let hz = Int32(truncatingIfNeeded: u >> 32), iz = Int(u & 127)
+            if hz.magnitude < kn[iz] { return Float(hz) * wn[iz] }
+            if let v = slow(hz, iz, &g) { return v }
+        }
+    }
+
+    /// The rejection part: the base strip's tail (iz = 0) or a wedge test; nil means draw again.
+    private func slow(_ hz: Int32, _ iz: Int, _ g: inout Xoshiro256) -> Float? {
+        let x = Double(hz) * Double(wn[iz])
+        if iz == 0 {
+            while true {
+                let a = -dlog(uniform01(&g)) / Ziggurat.r, b = -dlog(uniform01(&g))
+                if b + b >= a * a { return Float(hz > 0 ? Ziggurat.r + a : -Ziggurat.r - a) }
+            }
+        }
+        let f0 = Double(fn[iz]), f1 = Double(fn[iz - 1])
+        return f0 + uniform01(&g) * (f1 - f0) < dexp(-0.5 * x * x) ? Float(x) : nil
+    }
+
+    /// Uniform in (0, 1].
+    @inline(__always)
+    private func uniform01(_ g: inout Xoshiro256) -> Double { (Double(g.next() >> 11) + 1) * 0x1p-53 }
 }

@@ -36,7 +36,7 @@ struct CurvesCommand: ParsableCommand {
         and DLG settings) are skipped. Progress goes to stderr.
 
         EXAMPLES
-          moebench curves                                  # the default sweep (about 2–6 min on 2 cores, release build)
+          moebench curves                                  # the default sweep (about 4 min on 2 cores, release build)
           moebench curves --integrators kar1,em --nfe 10,20,50 --seeds 1 --out /tmp/c
           moebench curves --dim 3072 --samples 1000 --chains 100 --dlg on
         """)
