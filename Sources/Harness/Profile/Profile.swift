@@ -1,6 +1,7 @@
 // The benchmark profile: what a suite runs (schema documented in profiles/README.md). All types are Codable so
 // the parsed profile is stored verbatim in results.json.
 import Foundation
+import Diffusion
 import Metrics
 
 public struct Profile: Codable, Equatable, Sendable {
@@ -137,7 +138,6 @@ public struct LoadBalanceSuite: Codable, Equatable, Sendable {
     public var heatmapLayers: [Int]?
 }
 
-public enum Integrator: String, Codable, CaseIterable, Sendable { case kar1, kar2, pf, rk45, rd, em }
 
 public enum DLGMode: String, Codable, CaseIterable, Sendable { case on, off, both }
 
@@ -157,7 +157,7 @@ public struct TestbedSettings: Codable, Equatable, Sendable {
 public struct CurvesSettings: Codable, Equatable, Sendable {
     /// Score source: only "testbed" until DiT models are wired.
     public var score: String
-    public var integrators: [Integrator]
+    public var integrators: [IntegratorKind]
     /// NFE budgets (each mapped to the method's own step parameter; rows record the NFE actually counted).
     public var nfe: [Int]
     public var dlg: DLGMode

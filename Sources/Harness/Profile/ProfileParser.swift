@@ -1,6 +1,7 @@
 // TOML → Profile, strictly: unknown keys, wrong types, bad values and dangling model references are errors naming
 // the file and the key path. Defaults are listed in profiles/README.md (keep the two in sync).
 import Foundation
+import Diffusion
 import TOMLKit
 
 extension Profile {
@@ -214,7 +215,7 @@ extension Profile {
         try tb.finish(known: ["dim", "components", "rank", "isotropic_std", "seed"])
         let out = CurvesSettings(
             score: score,
-            integrators: try r.choiceArray("integrators", Integrator.self) ?? Integrator.allCases,
+            integrators: try r.choiceArray("integrators", IntegratorKind.self) ?? IntegratorKind.allCases,
             nfe: try r.intArray("nfe", in: 2...100_000, "an NFE budget ≥ 2") ?? [10, 20, 50, 100],
             dlg: try r.choice("dlg", DLGMode.self) ?? .both,
             samples: try r.int("samples", in: 2...10_000_000, "a sample count ≥ 2") ?? 1000,
