@@ -35,7 +35,7 @@ let package = Package(
                                                 .product(name: "Histogram", package: "hdrhistogram-swift")],
                 swiftSettings: optimise),
         .target(name: "Cluster", dependencies: ["DiT", "Wire", "Tensor", "CNUMA", "CSupport"], swiftSettings: optimise),
-        .target(name: "Harness", dependencies: ["DiT", "Diffusion", "Cluster", "Metrics", "Wire",
+        .target(name: "Harness", dependencies: ["DiT", "Diffusion", "Cluster", "Metrics", "Wire", "CNUMA", "CBLAS",
                                                 .product(name: "TOMLKit", package: "TOMLKit")],
                 swiftSettings: optimise),
         .executableTarget(name: "moebench", dependencies: [
@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DiT", "Wire"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

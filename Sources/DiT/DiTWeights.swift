@@ -1,0 +1,240 @@
+import Foundation
+import Tensor
+
+/// Where a model's parameters come from.
+public enum WeightSource: Equatable, Sendable {
+    /// A safetensors file with the upstream state-dict key names (F32, F16 or BF16 storage).
+    case safetensors(path: String)
+    /// Seeded random initialisation (for configs without released weights and for benchmarks). Each tensor's
+    /// values depend only on (seed, key), so any process can materialise any subset identically.
+    case random(seed: UInt64)
+}
+
+/// Which parameters a process needs: the whole model, or only some routed experts (a cluster worker).
+public enum WeightScope: Equatable, Sendable {
+    case full
+    case experts(Set<Int>)
+
+    func includes(_ spec: TensorSpec) -> Bool {
+        switch self {
+        case .full: return true
+        case let .experts(set): return spec.expert.map { set.contains($0.expert) } ?? false
+        }
+    }
+}
+
+/// The parameter tensors of one model, validated against its config's manifest. Matrices stay in their stored
+/// dtype (F16/BF16 are widened per GEMM); vectors (biases, norms, tables) are held as Float32.
+public final class DiTWeights: @unchecked Sendable {
+    public let config: DiTConfig
+    public let source: WeightSource
+    public let scope: WeightScope
+    /// A short identity of (config, weights), equal across processes that load the same model.
+    public let fingerprint: String
+
+    private let file: SafetensorsFile?
+    private var matrices: [String: WeightMatrix] = [:]
+    private var vectors: [String: UnsafePointer<Float>] = [:]
+    private var owned: [UnsafeMutableRawPointer] = []
+    /// Largest matrix stored as F16/BF16 (elements), i.e. the widening scratch a GEMM needs; 0 if all F32.
+    public private(set) var maxHalfMatrix = 0
+    public private(set) var storageBytes = 0
+
+    public init(config: DiTConfig, source: WeightSource, scope: WeightScope = .full) throws {
+        self.config = config
+        self.source = source
+        self.scope = scope
+        let specs = config.tensorSpecs
+        switch source {
+        case let .safetensors(path):
+            let f = try SafetensorsFile(path: path)
+            file = f
+            fingerprint = DiTWeights.fingerprint(config: config, file: f)
+            try validate(specs: specs, file: f)
+            for spec in specs where scope.includes(spec) { try adopt(spec, from: f) }
+        case let .random(seed):
+            file = nil
+            fingerprint = DiTWeights.fingerprint(config: config, seed: seed)
+            let wanted = specs.filter { scope.includes($0) }
+            let buffers = wanted.map { spec -> UnsafeMutablePointer<Float> in
+                let n = spec.shape.reduce(1, *)
+                let p = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64)
+                owned.append(p)
+                return p.bindMemory(to: Float.self, capacity: max(n, 1))
+            }
+            // Fill in parallel: random init of B/2 is 800M values.
+            let order = Array(wanted.indices).sorted { wanted[$0].shape.reduce(1, *) > wanted[$1].shape.reduce(1, *) }
+            let workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                var i = w
+                while i < order.count {
+                    let s = wanted[order[i]]
+                    RandomInit.fill(buffers[order[i]], spec: s, config: config, seed: seed)
+                    i += workers
+                }
+            }
+            for (spec, buffer) in zip(wanted, buffers) { register(spec, f32: UnsafeRawPointer(buffer)) }
+        }
+        if config.isMoE { try fuseExpertGateUp() }
+    }
+
+    deinit { for p in owned { p.deallocate() } }
+
+    // MARK: Access
+
+    /// A 2-D view of a parameter: `[out, in]` for linears, `[D, C·p·p]` for the patch conv, `[T, D]` for
+    /// `pos_embed`, `[rows, D]` for the label table.
+    public func matrix(_ key: String) -> WeightMatrix {
+        guard let m = matrices[key] else { preconditionFailure("DiTWeights: '\(key)' was not loaded (scope \(scope))") }
+        return m
+    }
+
+    public func vector(_ key: String) -> UnsafePointer<Float> {
+        guard let v = vectors[key] else { preconditionFailure("DiTWeights: '\(key)' was not loaded (scope \(scope))") }
+        return v
+    }
+
+    /// Routed expert `e` of block `layer`: the fused `[gate_proj; up_proj]` matrix `[2H, D]` and `down_proj` `[D, H]`.
+    public func expert(layer: Int, expert e: Int) -> (gateUp: WeightMatrix, down: WeightMatrix) {
+        let x = "blocks.\(layer).moe.experts.\(e)."
+        return (matrix(x + "gate_up.fused"), matrix(x + "down_proj.weight"))
+    }
+
+    public func sharedExpert(layer: Int) -> (gateUp: WeightMatrix, down: WeightMatrix) {
+        let x = "blocks.\(layer).moe.shared_experts."
+        return (matrix(x + "gate_up.fused"), matrix(x + "down_proj.weight"))
+    }
+
+    // MARK: Loading
+
+    private func validate(specs: [TensorSpec], file f: SafetensorsFile) throws {
+        let byKey = Dictionary(uniqueKeysWithValues: specs.map { ($0.key, $0) })
+        for name in f.names where byKey[name] == nil {
+            throw DiTError.unexpectedTensor(path: f.path, key: name, shape: f[name]!.shape)
+        }
+        for spec in specs {
+            guard let e = f[spec.key] else { throw DiTError.missingTensor(path: f.path, key: spec.key, expectedShape: spec.shape) }
+            guard e.shape == spec.shape else {
+                throw DiTError.shapeMismatch(path: f.path, key: spec.key, expected: spec.shape, got: e.shape)
+            }
+            guard e.dtype.weightDType != nil else {
+                throw DiTError.unsupportedDType(path: f.path, key: spec.key, dtype: e.dtype.rawValue, expected: "F32, F16 or BF16")
+            }
+        }
+    }
+
+    private func adopt(_ spec: TensorSpec, from f: SafetensorsFile) throws {
+        let e = f[spec.key]!
+        let dtype = e.dtype.weightDType!
+        if spec.shape.count == 1 || spec.key == "pos_embed" || spec.key == "y_embedder.embedding_table.weight" {
+            if dtype == .f32 {
+                register(spec, f32: e.data)
+            } else {
+                let n = e.elementCount
+                let p = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64)
+                owned.append(p)
+                let fp = p.bindMemory(to: Float.self, capacity: max(n, 1))
+                let src = e.data.assumingMemoryBound(to: UInt16.self)
+                if dtype == .f16 { widenF16(src, into: fp, count: n) } else { widenBF16(src, into: fp, count: n) }
+                register(spec, f32: UnsafeRawPointer(p))
+            }
+        } else {
+            let rows = spec.shape[0], cols = spec.shape.dropFirst().reduce(1, *)
+            matrices[spec.key] = WeightMatrix(rows: rows, cols: cols, dtype: dtype, base: e.data)
+            storageBytes += e.byteCount
+            if dtype != .f32 { maxHalfMatrix = max(maxHalfMatrix, rows * cols) }
+        }
+    }
+
+    private func register(_ spec: TensorSpec, f32 pointer: UnsafeRawPointer) {
+        let n = spec.shape.reduce(1, *)
+        storageBytes += n * 4
+        if spec.shape.count == 1 {
+            vectors[spec.key] = pointer.assumingMemoryBound(to: Float.self)
+        } else {
+            let rows = spec.key == "pos_embed" ? spec.shape[1] : spec.shape[0]
+            matrices[spec.key] = WeightMatrix(rows: rows, cols: n / rows, dtype: .f32, base: pointer)
+            vectors[spec.key] = pointer.assumingMemoryBound(to: Float.self)
+        }
+    }
+
+    /// Stores each SwiGLU's gate_proj and up_proj as one `[2H, D]` matrix so the expert runs one fused GEMM.
+    /// When the two tensors are adjacent in memory (safetensors files written in key order usually are) the fused
+    /// matrix is a view; otherwise they are concatenated once, here.
+    private func fuseExpertGateUp() throws {
+        var prefixes: [String] = []
+        for i in 0..<config.depth {
+            if scope == .full { prefixes.append("blocks.\(i).moe.shared_experts.") }
+            for e in 0..<config.numExperts where scope.includes(TensorSpec(key: "", shape: [], expert: (i, e))) {
+                prefixes.append("blocks.\(i).moe.experts.\(e).")
+            }
+        }
+        for x in prefixes {
+            let g = matrix(x + "gate_proj.weight"), u = matrix(x + "up_proj.weight")
+            let bytes = g.count * g.dtype.byteSize
+            if g.dtype == u.dtype && g.base + bytes == u.base {
+                matrices[x + "gate_up.fused"] = WeightMatrix(rows: g.rows + u.rows, cols: g.cols, dtype: g.dtype, base: g.base)
+            } else {
+                let p = UnsafeMutableRawPointer.allocate(byteCount: 2 * bytes, alignment: 64)
+                owned.append(p)
+                if g.dtype == u.dtype {
+                    p.copyMemory(from: g.base, byteCount: bytes)
+                    (p + bytes).copyMemory(from: u.base, byteCount: bytes)
+                    matrices[x + "gate_up.fused"] = WeightMatrix(rows: 2 * g.rows, cols: g.cols, dtype: g.dtype, base: p)
+                } else {
+                    // Mixed storage: widen both halves to F32.
+                    p.deallocate(); owned.removeLast()
+                    let q = UnsafeMutableRawPointer.allocate(byteCount: 2 * g.count * 4, alignment: 64)
+                    owned.append(q)
+                    let fq = q.bindMemory(to: Float.self, capacity: 2 * g.count)
+                    for (m, dst) in [(g, fq), (u, fq + g.count)] {
+                        let src = m.float32(scratch: dst)
+                        if src != UnsafePointer(dst) { dst.update(from: src, count: m.count) }
+                    }
+                    matrices[x + "gate_up.fused"] = WeightMatrix(rows: 2 * g.rows, cols: g.cols, dtype: .f32, base: q)
+                }
+            }
+        }
+    }
+
+    // MARK: Fingerprints
+
+    static func fingerprint(config: DiTConfig, seed: UInt64) -> String {
+        var h = FNV1a()
+        h.add(config.fingerprintText)
+        h.add("random:\(seed)")
+        return h.hex
+    }
+
+    /// Config, every tensor's name/dtype/shape, the file size, and the first and last MiB of tensor data.
+    static func fingerprint(config: DiTConfig, file f: SafetensorsFile) -> String {
+        var h = FNV1a()
+        h.add(config.fingerprintText)
+        h.add("file:\(f.fileSize)")
+        for name in f.names { let e = f[name]!; h.add("\(name):\(e.dtype.rawValue):\(e.shape)") }
+        if let first = f.names.first.flatMap({ f[$0] }) { h.add(bytes: first.data, count: min(first.byteCount, 1 << 20)) }
+        if let last = f.names.last.flatMap({ f[$0] }) {
+            let n = min(last.byteCount, 1 << 20)
+            h.add(bytes: last.data + (last.byteCount - n), count: n)
+        }
+        return h.hex
+    }
+}
+
+extension DiTConfig {
+    /// The architecture-defining fields (not the display name).
+    var fingerprintText: String {
+        "in\(inputSize) p\(patchSize) c\(inChannels) d\(hiddenSize) L\(depth) h\(numHeads) r\(mlpRatio) n\(numClasses) "
+            + "s\(learnSigma) E\(numExperts) K\(numExpertsPerTok) f\(useFlashAttn) dense\(dense)"
+    }
+}
+
+/// 64-bit FNV-1a, for fingerprints (not for security).
+struct FNV1a {
+    var state: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func add(bytes: UnsafeRawPointer, count: Int) {
+        for i in 0..<count { state = (state ^ UInt64(bytes.load(fromByteOffset: i, as: UInt8.self))) &* 0x100_0000_01b3 }
+    }
+    mutating func add(_ s: String) { var s = s; s.withUTF8 { add(bytes: $0.baseAddress!, count: $0.count) }; state = (state ^ 0xff) &* 0x100_0000_01b3 }
+    var hex: String { String(format: "%016llx", state) }
+}

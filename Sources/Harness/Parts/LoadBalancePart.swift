@@ -1,0 +1,105 @@
+// Turns a routing recorder into the "load_balance" part of a results directory: per-layer metrics table,
+// per-worker / per-NUMA tables, placement what-if, heatmaps (class × expert raw counts; position × expert and
+// step × expert min–max scaled per layer, as DiT-MoE's scripts) with their CSVs (raw counts).
+import Foundation
+import Metrics
+
+public enum LoadBalancePart {
+    /// Writes the CSV/SVG files through `store` and returns the part (not yet added to the store).
+    public static func make(recorder: ExpertLoadRecorder, placement: ExpertPlacement?, extraSlotsPerWorker: Int,
+                            heatmapLayers: [Int]?, store: ResultsStore, title: String = "Expert load balance") throws -> ResultPart {
+        let loads = recorder.expertLoadMatrix()
+        let report = LoadBalanceReport(loads: loads, placement: placement)
+        let whatIf = placement.map { PlacementPlanner.whatIf(loads: loads, current: $0, extraSlotsPerWorker: extraSlotsPerWorker) }
+
+        let n = { (d: Double) in JSONValue.number(d) }
+        var perLayer = ResultTable(
+            id: "load_balance_layers", title: "Per-layer balance over experts",
+            columns: [.init("layer"), .init("selections", unit: "count"), .init("balancedness", unit: "mean/max"),
+                      .init("MaxVio", unit: "(max−mean)/mean"), .init("CV", unit: "σ/mean"),
+                      .init("entropy", unit: "bits"), .init("normalised entropy", unit: "H/ln E"),
+                      .init("dead experts", unit: "fraction")],
+            rows: (report.layers + [report.summed]).map { l in
+                [l.layer.map { .number(Double($0)) } ?? .string("all (summed)"), n(l.experts.total), n(l.experts.balancedness),
+                 n(l.experts.maxVio), n(l.experts.cv), n(l.experts.entropyBits), n(l.experts.normalizedEntropy),
+                 n(l.experts.deadFraction)]
+            },
+            note: "Overall balancedness Σ_l mean_l / Σ_l max_l = \(Markup.number(report.overall.expertBalancedness)); worst MaxVio \(Markup.number(report.overall.worstMaxVio)) at layer \(report.overall.worstLayer).")
+        perLayer = try store.writeCSV(perLayer)
+        var tables = [perLayer]
+        var summary = [
+            "\(recorder.recordedTokens) tokens recorded over \(recorder.dims.layers) layers × \(recorder.dims.steps) steps; each counts one selection per top-k slot.",
+            "Overall expert balancedness \(Markup.number(report.overall.expertBalancedness)) (1 = perfect), mean MaxVio \(Markup.number(report.overall.meanMaxVio)), mean normalised entropy \(Markup.number(report.overall.meanNormalizedEntropy)).",
+        ]
+        if recorder.rejectedTokens > 0 || recorder.rejectedSlots > 0 {
+            summary.append("Ignored out-of-range records: \(recorder.rejectedTokens) tokens, \(recorder.rejectedSlots) slots.")
+        }
+
+        if let placement, let whatIf {
+            var workers = ResultTable(
+                id: "load_balance_workers", title: "Per-worker load (all layers summed)",
+                columns: [.init("worker"), .init("NUMA node"), .init("experts"), .init("load", unit: "selections"),
+                          .init("load / mean", unit: "ratio")],
+                rows: placement.workers.enumerated().map { i, w in
+                    let load = report.summed.workerLoads![i], mean = report.summed.workers!.mean
+                    return [.string(w.name), .number(Double(w.numaNode)), .string(w.experts.map(String.init).joined(separator: " ")),
+                            n(load), n(mean > 0 ? load / mean : 0)]
+                },
+                note: "An expert with r replicas contributes load/r to each. Worker balancedness Σ_l mean/Σ_l max = \(Markup.number(report.overall.workerBalancedness ?? 1)); NUMA-node balancedness \(Markup.number(report.overall.numaBalancedness ?? 1)).")
+            workers = try store.writeCSV(workers)
+            var numa = ResultTable(
+                id: "load_balance_numa", title: "Per-NUMA-node load (all layers summed)",
+                columns: [.init("NUMA node"), .init("load", unit: "selections")],
+                rows: zip(report.summed.numaNodeIDs!, report.summed.numaLoads!).map { [.number(Double($0)), n($1)] })
+            numa = try store.writeCSV(numa)
+            var what = ResultTable(
+                id: "placement_what_if", title: "Placement what-if (greedy replicas + LPT packing)",
+                columns: [.init("placement"), .init("max worker load", unit: "selections"),
+                          .init("balancedness", unit: "mean/max"), .init("critical path Σ_l max_w", unit: "selections"),
+                          .init("experts per worker")],
+                rows: [
+                    [.string("current (hosts)"), n(whatIf.current.maxWorkerLoad), n(whatIf.current.balancedness),
+                     n(whatIf.current.criticalPathLoad), .string(placement.workers.map { $0.experts.map(String.init).joined(separator: " ") }.joined(separator: " | "))],
+                    [.string("rebalanced (+\(extraSlotsPerWorker) slot\(extraSlotsPerWorker == 1 ? "" : "s")/worker)"),
+                     n(whatIf.rebalanced.maxWorkerLoad), n(whatIf.rebalanced.balancedness), n(whatIf.rebalanced.criticalPathLoad),
+                     .string(whatIf.rebalancedPlacement.workers.map { $0.experts.map(String.init).joined(separator: " ") }.joined(separator: " | "))],
+                    [.string("lower bound"), n(whatIf.lowerBound), .null, .null, .null],
+                ],
+                note: "Replicas per expert: \(whatIf.replicas.map(String.init).joined(separator: " ")). Improvement of the max worker load: ×\(Markup.number(whatIf.improvement)).")
+            what = try store.writeCSV(what)
+            tables += [workers, numa, what]
+            summary.append("Placement what-if: max worker load \(Markup.number(whatIf.current.maxWorkerLoad)) now, \(Markup.number(whatIf.rebalanced.maxWorkerLoad)) rebalanced (×\(Markup.number(whatIf.improvement))), lower bound \(Markup.number(whatIf.lowerBound)).")
+        }
+
+        var figures: [ResultFigure] = []
+        for layer in heatmapLayers ?? Array(0..<recorder.dims.layers) where (0..<recorder.dims.layers).contains(layer) {
+            let views: [(String, CountTable, Bool)] = [
+                ("class", recorder.classExpertTable(layer: layer), false),
+                ("position", recorder.positionExpertTable(layer: layer), true),
+                ("step", recorder.stepExpertTable(layer: layer), true),
+            ]
+            for (kind, raw, scaled) in views where raw.rows > 0 {
+                let id = "heatmap_\(kind)_layer\(layer)"
+                try store.writeFile("\(id).csv", Data(raw.csv().utf8))
+                let shown = scaled ? raw.minMaxScaled() : raw
+                try store.writeSVG("\(id).svg", Heatmap(shown, title: "Layer \(layer): \(kind) × expert").svg())
+                figures.append(ResultFigure(
+                    id: id, title: "Layer \(layer): \(kind) × expert", file: "\(id).svg",
+                    caption: (scaled ? "min–max scaled per layer" : "raw selection counts") + "; raw counts in \(id).csv"))
+            }
+        }
+
+        struct Payload: Encodable {
+            var dims: RoutingDimensions
+            var recordedTokens: UInt64
+            var rejectedTokens: UInt64
+            var rejectedSlots: UInt64
+            var report: LoadBalanceReport
+            var whatIf: PlacementWhatIf?
+        }
+        let data = try JSONValue.from(Payload(dims: recorder.dims, recordedTokens: recorder.recordedTokens,
+                                              rejectedTokens: recorder.rejectedTokens, rejectedSlots: recorder.rejectedSlots,
+                                              report: report, whatIf: whatIf))
+        return ResultPart(id: "load_balance", title: title, summary: summary, tables: tables, figures: figures, data: data)
+    }
+}

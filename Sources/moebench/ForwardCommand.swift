@@ -1,0 +1,92 @@
+import ArgumentParser
+import DiT
+import Foundation
+import Tensor
+
+struct Forward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one DiT-MoE or dense DiT forward pass on a batch and write the outputs.",
+        discussion: """
+        Compares the engine with the PyTorch reference. The input file (safetensors) holds:
+          x  [B, C, H, W]  F32   latents (C = in_channels, H = W = input_size)
+          t  [B]           F32   timesteps in the checkpoint's own units (DDPM step 0…999, or RF time in (0, 1])
+          y  [B]           I64   class ids (I32 accepted); num_classes is the null class
+        The output file holds:
+          out                  [B, C_out, H, W] F32 (C_out = 2·C with learned sigma)
+          routing.<i>.experts  [B·T, K] I32   for MoE models, per layer i, in (sample, token) order
+          routing.<i>.weights  [B·T, K] F32   gate softmax probabilities, each token's slots sorted descending
+        With --cfg-scale S the batch is 2n (conditional half, then unconditional half with y = num_classes) and
+        `out` is upstream's forward_with_cfg: guidance on channels 0–2, every other channel kept per half.
+
+        Examples:
+          moebench forward --config DiT-MoE-S/2-8E2A --weights dit_moe_s_8E2A.safetensors \\
+                           --input in.safetensors --output out.safetensors
+          moebench forward --config my.json --input in.safetensors --output out.safetensors --seed 7
+        """)
+
+    @Option(help: "A built-in config name (e.g. DiT-MoE-S/2-8E2A, DiT-B/2; add @512 for 512² images) or a JSON file with the upstream constructor's argument names.")
+    var config: String
+
+    @Option(help: "Weights in safetensors with the upstream key names (F32, F16 or BF16). Without it, seeded random weights are used.")
+    var weights: String?
+
+    @Option(help: "Seed of the random weights (used only without --weights).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Input safetensors file with x, t, y.")
+    var input: String
+
+    @Option(help: "Output safetensors file to write.")
+    var output: String
+
+    @Option(name: .customLong("cfg-scale"), help: "Classifier-free guidance scale; runs the CFG forward on the whole batch.")
+    var cfgScale: Float?
+
+    @Option(help: "Worker threads (default: all cores). BLAS itself runs single-threaded inside each worker.")
+    var threads: Int?
+
+    @Flag(help: "Print a JSON summary instead of the human one.")
+    var json = false
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let cfgScale, !cfgScale.isFinite { throw ValidationError("--cfg-scale must be a finite number") }
+    }
+
+    func run() throws {
+        EngineThreads.configure(threads)
+        do {
+            let cfg = try DiTConfig.resolve(config)
+            let source: WeightSource = weights.map { .safetensors(path: $0) } ?? .random(seed: seed)
+            let model = try DiTModel(config: cfg, source: source)
+            let input = try ForwardInput.load(path: input, config: cfg)
+            let start = Date()
+            let result = try ForwardResult.run(model: model, input: input, cfgScale: cfgScale)
+            let seconds = Date().timeIntervalSince(start)
+            try result.write(to: output)
+            let summary: [String: JSONValue] = [
+                "config": .string(cfg.name), "batch": .number(Double(input.batch)),
+                "output": .string(output), "seconds": .number(seconds),
+                "weights": .string(weights ?? "random(seed: \(seed))"), "fingerprint": .string(model.weights.fingerprint),
+                "moe_layers_recorded": .number(Double(result.routing?.experts.count ?? 0)),
+            ]
+            if json {
+                let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+                print(String(decoding: try enc.encode(JSONValue.object(summary)), as: UTF8.self))
+            } else {
+                print("\(cfg.name): batch \(input.batch)\(cfgScale.map { ", CFG scale \($0)" } ?? ""), "
+                      + String(format: "%.1f ms", seconds * 1000) + " → \(output)")
+            }
+        } catch let e as DiTError {
+            throw ValidationError(e.description)
+        }
+    }
+}
+
+/// Thread policy for the engine: BLAS single-threaded, parallelism in the application (build-notes pitfall 1).
+enum EngineThreads {
+    static func configure(_ requested: Int?) {
+        BLASThreads.set(1)
+        Parallel.threads = requested ?? ProcessInfo.processInfo.activeProcessorCount
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+import Harness
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Re-render index.html of a results directory from its results.json, CSV and SVG files.",
+        discussion: """
+            DIR is a directory written by `moebench suite`, e.g. results/20260101-120000-default. The page is
+            self-contained (inline CSS and SVG, no scripts, no network) and shows every table and figure named in
+            results.json together with the run's metadata. Works on an interrupted suite too: it shows the parts
+            that finished. The results.json format is documented in docs/results.md.
+            """)
+
+    @Argument(help: "Results directory containing results.json.")
+    var dir: String
+
+    @Flag(name: .long, help: "Print a JSON object {\"index\": PATH, \"parts\": N, \"status\": S} instead of a sentence.")
+    var json = false
+
+    func run() throws {
+        let url = URL(fileURLWithPath: dir)
+        do {
+            let out = try ReportRenderer.write(directory: url)
+            let doc = try ResultsStore.loadDocument(directory: url)
+            if json {
+                let obj: [String: Any] = ["index": out.path, "parts": doc.parts.count, "status": doc.status]
+                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print("wrote \(out.path) (\(doc.parts.count) parts, suite \(doc.status))")
+            }
+        } catch let e as ResultsError {
+            throw ValidationError(e.description)
+        }
+    }
+}

@@ -1,6 +1,0 @@
-import XCTest
-@testable import Harness
-
-final class HarnessSmokeTests: XCTestCase {
-    func testModuleLinks() { XCTAssertTrue(true) }
-}
