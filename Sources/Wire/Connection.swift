@@ -41,6 +41,9 @@ public final class WireConnection {
     /// The outgoing frame; `send(_:requestID:timeout:_:)` rebuilds it for every message.
     public let sendBuffer = WireBuffer()
     let recvBuffer = WireBuffer()
+    /// Compute payload checksums on send (flag bit 0 when off; the peer must accept that, see WireLimits).
+    public var payloadChecksums = true
+    var headerScratch = [UInt8](repeating: 0, count: Frame.headerSize)
     public private(set) var bytesSent: UInt64 = 0
     public private(set) var bytesReceived: UInt64 = 0
 
@@ -97,8 +100,47 @@ public final class WireConnection {
     /// Builds a frame of `type` whose payload `body` appends to the buffer, and sends it.
     public func send(_ type: MessageType, requestID: UInt64 = 0, timeout: Double = 30,
                      _ body: (WireBuffer) throws -> Void) throws {
-        try Frame.encode(into: sendBuffer, type: type, requestID: requestID, body)
+        try Frame.encode(into: sendBuffer, type: type, requestID: requestID, checksum: payloadChecksums, body)
         try sendBuffered(timeout: timeout)
+    }
+
+    /// Sends a frame whose payload is in the caller's memory, without copying it (one sendmsg of header and
+    /// payload, then the rest as the socket accepts it).
+    public func send(_ type: MessageType, requestID: UInt64 = 0, payload: UnsafeRawBufferPointer,
+                     timeout: Double = 30) throws {
+        guard payload.count <= Int(UInt32.max) else {
+            throw WireError.frameTooLarge(length: payload.count, limit: Int(UInt32.max))
+        }
+        guard fd >= 0 else { throw WireError.closed }
+        let dl = deadline(timeout)
+        try headerScratch.withUnsafeMutableBytes { h in
+            Frame.writeHeader(to: h.baseAddress!, type: type, requestID: requestID, payload: payload,
+                              checksum: payloadChecksums)
+            var iov = [iovec(iov_base: h.baseAddress!, iov_len: Frame.headerSize),
+                       iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress), iov_len: payload.count)]
+            var sent = 0
+            while true {
+                let r = iov.withUnsafeMutableBufferPointer { v -> Int in
+                    var msg = msghdr()
+                    msg.msg_iov = v.baseAddress
+                    msg.msg_iovlen = payload.count > 0 ? 2 : 1
+                    return sendmsg(fd, &msg, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                }
+                if r >= 0 { sent = r; break }
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK { try wait(Int32(POLLOUT), deadline: dl, what: "sending to"); continue }
+                if e == EINTR { continue }
+                close()
+                throw e == EPIPE || e == ECONNRESET ? WireError.closed : WireError.io("send to \(peer)", errno: e)
+            }
+            if sent < Frame.headerSize {
+                try writeAll(UnsafeRawPointer(h.baseAddress! + sent), Frame.headerSize - sent, deadline: dl)
+                sent = Frame.headerSize
+            }
+            let done = sent - Frame.headerSize
+            if done < payload.count { try writeAll(payload.baseAddress! + done, payload.count - done, deadline: dl) }
+        }
+        bytesSent &+= UInt64(Frame.headerSize + payload.count)
     }
 
     public func send<M: WireMessage>(_ message: M, requestID: UInt64 = 0, timeout: Double = 30) throws {

@@ -30,12 +30,17 @@ public struct WireLimits: Sendable {
     public var maxPayload: Int
     public static let maxString = 4096
     public static let maxList = 1 << 20
+    /// Accept frames whose sender omitted the payload checksum (flag bit 0); off by default.
+    public var acceptUnchecksummed: Bool
     public static let `default` = WireLimits(maxPayload: 256 << 20)
-    public init(maxPayload: Int) { self.maxPayload = maxPayload }
+    public init(maxPayload: Int, acceptUnchecksummed: Bool = false) {
+        self.maxPayload = maxPayload; self.acceptUnchecksummed = acceptUnchecksummed
+    }
 }
 
 public struct FrameHeader: Equatable, Sendable {
     public var type: MessageType
+    public var flags: UInt8
     public var requestID: UInt64
     public var payloadLength: Int
     public var payloadChecksum: UInt64
@@ -45,12 +50,16 @@ public enum Frame {
     public static let magic: UInt32 = 0x5745_4F4D   // bytes "MOEW"
     public static let version: UInt16 = 1
     public static let headerSize = 32
+    /// Flag bit 0: the payload checksum was not computed (field is 0). Only for links the user trusts, and only
+    /// accepted by receivers configured with `WireLimits.acceptUnchecksummed`.
+    public static let flagNoPayloadChecksum: UInt8 = 0x01
 
     /// Writes the header for `payload` at `dst` (32 bytes).
     public static func writeHeader(to dst: UnsafeMutableRawPointer, type: MessageType, requestID: UInt64,
-                                   payload: UnsafeRawBufferPointer) {
-        writeHeader(to: dst, rawType: type.rawValue, version: version, flags: 0, requestID: requestID,
-                    payloadLength: UInt32(payload.count), payloadChecksum: XXH64.hash(payload))
+                                   payload: UnsafeRawBufferPointer, checksum: Bool = true) {
+        writeHeader(to: dst, rawType: type.rawValue, version: version, flags: checksum ? 0 : flagNoPayloadChecksum,
+                    requestID: requestID, payloadLength: UInt32(payload.count),
+                    payloadChecksum: checksum ? XXH64.hash(payload) : 0)
     }
 
     /// Writes any header, including invalid ones (tests build bad frames with it).
@@ -85,18 +94,20 @@ public enum Frame {
         let v = UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
         guard v == version else { throw WireError.unsupportedVersion(v) }
         let flags = p.load(fromByteOffset: 7, as: UInt8.self)
-        guard flags == 0 else { throw WireError.badFlags(flags) }
+        guard flags & ~flagNoPayloadChecksum == 0,
+              flags & flagNoPayloadChecksum == 0 || limits.acceptUnchecksummed else { throw WireError.badFlags(flags) }
         let rawType = p.load(fromByteOffset: 6, as: UInt8.self)
         guard let type = MessageType(rawValue: rawType) else { throw WireError.unknownType(rawType) }
         let length = Int(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt32.self)))
         guard length <= limits.maxPayload else { throw WireError.frameTooLarge(length: length, limit: limits.maxPayload) }
-        return FrameHeader(type: type,
+        return FrameHeader(type: type, flags: flags,
                            requestID: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
                            payloadLength: length,
                            payloadChecksum: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self)))
     }
 
     public static func verifyPayload(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer) throws {
+        if header.flags & flagNoPayloadChecksum != 0 { return }
         let got = XXH64.hash(payload)
         guard got == header.payloadChecksum else {
             throw WireError.badPayloadChecksum(expected: header.payloadChecksum, got: got)
@@ -116,7 +127,7 @@ public enum Frame {
     }
 
     /// Builds a complete frame (header + payload) into `buffer`, replacing its content.
-    public static func encode(into buffer: WireBuffer, type: MessageType, requestID: UInt64,
+    public static func encode(into buffer: WireBuffer, type: MessageType, requestID: UInt64, checksum: Bool = true,
                               _ body: (WireBuffer) throws -> Void) throws {
         buffer.reset()
         buffer.reserve(headerSize)
@@ -126,6 +137,6 @@ public enum Frame {
             throw WireError.frameTooLarge(length: buffer.count - headerSize, limit: Int(UInt32.max))
         }
         let payload = UnsafeRawBufferPointer(start: buffer.base + headerSize, count: buffer.count - headerSize)
-        writeHeader(to: buffer.base, type: type, requestID: requestID, payload: payload)
+        writeHeader(to: buffer.base, type: type, requestID: requestID, payload: payload, checksum: checksum)
     }
 }

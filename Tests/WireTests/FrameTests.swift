@@ -103,6 +103,10 @@ final class FrameTests: XCTestCase {
         assertThrows(rawFrame(type: 8, magic: 0x1234_5678, payload: [1])) { $0 == .badMagic(0x1234_5678) }
         assertThrows(rawFrame(type: 8, version: 2, payload: [1])) { $0 == .unsupportedVersion(2) }
         assertThrows(rawFrame(type: 8, flags: 0x80, payload: [1])) { $0 == .badFlags(0x80) }
+        // Bit 0 (no payload checksum) only where the receiver allows it.
+        assertThrows(rawFrame(type: 8, flags: 0x01, payload: [1])) { $0 == .badFlags(0x01) }
+        XCTAssertNoThrow(try decodeFrame(rawFrame(type: 8, flags: 0x01, payload: [1]),
+                                         limits: WireLimits(maxPayload: 16, acceptUnchecksummed: true)))
         assertThrows(rawFrame(type: 0, payload: [])) { $0 == .unknownType(0) }
         assertThrows(rawFrame(type: 13, payload: [])) { $0 == .unknownType(13) }
         assertThrows(rawFrame(type: 255, payload: [])) { $0 == .unknownType(255) }
