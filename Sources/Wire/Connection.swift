@@ -161,8 +161,14 @@ public final class WireConnection {
 
     // MARK: receiving
 
+    /// Set when a received frame failed validation: the stream position is lost, so further receives fail; the
+    /// connection stays open only so that the caller can answer with `fail(_:_:)` (ERROR, then close).
+    public private(set) var poisoned = false
+
     /// Receives one complete, verified frame. The payload view is valid until the next `receive`.
+    /// I/O errors and timeouts close the connection; validation errors poison it (see `poisoned`).
     public func receive(timeout: Double) throws -> ReceivedFrame {
+        guard !poisoned else { throw WireError.closed }
         let dl = deadline(timeout)
         recvBuffer.ensureCapacity(Frame.headerSize)
         try readExactly(recvBuffer.base, Frame.headerSize, deadline: dl, frameStart: true)
@@ -170,12 +176,12 @@ public final class WireConnection {
         do {
             header = try Frame.parseHeader(UnsafeRawBufferPointer(start: recvBuffer.base, count: Frame.headerSize),
                                            limits: limits)
-        } catch { close(); throw error }
+        } catch { poisoned = true; throw error }
         recvBuffer.count = Frame.headerSize
         recvBuffer.ensureCapacity(Frame.headerSize + header.payloadLength)
         try readExactly(recvBuffer.base + Frame.headerSize, header.payloadLength, deadline: dl, frameStart: false)
         let payload = UnsafeRawBufferPointer(start: recvBuffer.base + Frame.headerSize, count: header.payloadLength)
-        do { try Frame.verifyPayload(header, payload) } catch { close(); throw error }
+        do { try Frame.verifyPayload(header, payload) } catch { poisoned = true; throw error }
         bytesReceived &+= UInt64(Frame.headerSize + header.payloadLength)
         return ReceivedFrame(header: header, payload: payload)
     }

@@ -22,6 +22,8 @@ public struct ExpertResultView {
     public var dim: Int
     public var totalRows: Int
     public var computeNanos: UInt64
+    /// Worker time spent decoding the request's shards and encoding this result.
+    public var codecNanos: UInt64
     /// `totalRows × dim` values: gate · expert(input).
     public var output: ShardView
 }
@@ -90,11 +92,16 @@ public enum ExpertMessage {
     /// Writes an EXPERT_RESULT payload.
     @discardableResult
     public static func encodeResult(into b: WireBuffer, layer: Int, dim: Int, groups: [ExpertGroup],
-                                    computeNanos: UInt64, output: UnsafePointer<Float>, codec: ShardCodec,
-                                    options: ShardOptions) throws -> ShardEncodeInfo {
+                                    computeNanos: UInt64, codecNanos: UInt64 = 0, output: UnsafePointer<Float>,
+                                    codec: ShardCodec, options: ShardOptions) throws -> ShardEncodeInfo {
         let rows = try encodeHead(b, layer: layer, dim: dim, groups: groups)
         b.append(computeNanos)
-        return try codec.encode(output, count: rows * dim, options: options, into: b)
+        let codecAt = b.count
+        b.append(codecNanos)
+        let info = try codec.encode(output, count: rows * dim, options: options, into: b)
+        // Include this encode in the reported codec time.
+        (b.base + codecAt).storeBytes(of: (codecNanos &+ info.nanos).littleEndian, as: UInt64.self)
+        return info
     }
 
     public static func decodeResult(_ payload: UnsafeRawBufferPointer, groups: inout [ExpertGroup],
@@ -102,8 +109,9 @@ public enum ExpertMessage {
         var r = WireReader(payload)
         let h = try decodeHead(&r, groups: &groups, limits: limits, prefix: "expertResult")
         let nanos = try r.read(UInt64.self, "expertResult.computeNanos")
+        let codecNanos = try r.read(UInt64.self, "expertResult.codecNanos")
         let out = try ShardView.read(from: &r, expectedCount: h.rows * h.dim, field: "expertResult.output")
         try r.finish("EXPERT_RESULT")
-        return ExpertResultView(layer: h.layer, dim: h.dim, totalRows: h.rows, computeNanos: nanos, output: out)
+        return ExpertResultView(layer: h.layer, dim: h.dim, totalRows: h.rows, computeNanos: nanos, codecNanos: codecNanos, output: out)
     }
 }

@@ -137,3 +137,10 @@ public enum Handshake {
         }
     }
 }
+
+extension ModelFingerprint {
+    /// SHA-256 of a model identity string (e.g. `DiTWeights.fingerprint`), as carried in HELLO and WELCOME.
+    public init(hashing identity: String) {
+        self.init(bytes: Array(SHA256.hash(data: Array(identity.utf8))))
+    }
+}
