@@ -271,3 +271,28 @@ public final class ShardCodec {
         return monotonicNanos() - t0
     }
 }
+
+extension ShardOptions: CustomStringConvertible {
+    /// Parses `dtype[+shuffle][+lz4|+auto]`, e.g. `f32` (raw), `f32+shuffle+auto` (the default),
+    /// `bf16+shuffle+lz4`. Returns nil for anything else.
+    public init?(parsing text: String) {
+        let parts = text.lowercased().split(separator: "+").map(String.init)
+        guard let first = parts.first, let dtype = ShardDType.allCases.first(where: { $0.description == first }) else {
+            return nil
+        }
+        var shuffle = false, compression = CompressionMode.none
+        for p in parts.dropFirst() {
+            switch p {
+            case "shuffle": shuffle = true
+            case "lz4": compression = .lz4
+            case "auto": compression = .auto
+            default: return nil
+            }
+        }
+        self.init(dtype: dtype, shuffle: shuffle, compression: compression)
+    }
+
+    public var description: String {
+        "\(dtype)" + (shuffle ? "+shuffle" : "") + (compression == .none ? "" : "+\(compression.rawValue)")
+    }
+}
