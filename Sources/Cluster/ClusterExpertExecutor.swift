@@ -73,9 +73,53 @@ public final class ClusterExpertExecutor: ExpertExecutor {
         var sentBytes = 0
         var receivedBytes = 0
         var error: Error?
+        // A dedicated thread per worker: GCD's pool has one thread per core, so blocking I/O on it would
+        // serialise workers beyond the core count.
+        private let dispatch = DispatchThread()
 
         init(entry: HostEntry, conn: WireConnection, welcome: Welcome) {
             self.entry = entry; self.conn = conn; self.welcome = welcome
+        }
+
+        /// Runs `body` on this worker's thread; pair with `wait()`.
+        func start(_ body: @escaping () -> Void) { dispatch.start(body) }
+        func wait() { dispatch.wait() }
+        func stopThread() { dispatch.stop() }
+    }
+
+    /// A thread that runs one job at a time when asked. It holds only this object, never its owner.
+    final class DispatchThread: @unchecked Sendable {
+        private let go = DispatchSemaphore(value: 0)
+        private let done = DispatchSemaphore(value: 0)
+        private var job: (() -> Void)?
+        private var running = false
+
+        func start(_ body: @escaping () -> Void) {
+            if !running {
+                running = true
+                let t = Thread { [self] in
+                    while true {
+                        self.go.wait()
+                        guard let j = self.job else { return }
+                        j()
+                        self.done.signal()
+                    }
+                }
+                t.stackSize = 1 << 20
+                t.start()
+            }
+            job = body
+            go.signal()
+        }
+
+        func wait() { done.wait() }
+
+        /// Ends the thread (if any) after its current job.
+        func stop() {
+            guard running else { return }
+            running = false
+            job = nil
+            go.signal()
         }
     }
 
@@ -122,7 +166,9 @@ public final class ClusterExpertExecutor: ExpertExecutor {
 
     deinit { close() }
 
-    public func close() { remotes.forEach { $0.conn.close() } }
+    public func close() {
+        for r in remotes { r.conn.close(); r.stopThread() }
+    }
 
     /// Worker names and what they reported in WELCOME.
     public var workers: [(name: String, endpoint: String, numa: NUMAReport, alive: Bool)] {
@@ -154,12 +200,12 @@ public final class ClusterExpertExecutor: ExpertExecutor {
                 load[pick] += s.rowCount(expert: e)
             }
             let busy = remotes.filter { !$0.experts.isEmpty }
-            DispatchQueue.concurrentPerform(iterations: busy.count) { i in
-                let r = busy[i]
-                do { try self.run(r, s) } catch {
-                    r.error = error
+            for r in busy {
+                r.start { [unowned self] in
+                    do { try self.run(r, s) } catch { r.error = error }
                 }
             }
+            for r in busy { r.wait() }
             pending = []
             for r in busy {
                 if let e = r.error {
