@@ -71,45 +71,80 @@ public enum XXH64 {
     }
 
     public static func hash(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
-        let len = data.count
-        var h: UInt64
-        var p = data.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!
-        var n = len
-        if n >= 32 {
-            var v1 = seed &+ p1 &+ p2, v2 = seed &+ p2, v3 = seed, v4 = seed &- p1
-            while n >= 32 {
-                v1 = round(v1, load64(p, 0)); v2 = round(v2, load64(p, 8))
-                v3 = round(v3, load64(p, 16)); v4 = round(v4, load64(p, 24))
-                p += 32; n -= 32
-            }
-            h = rotl(v1, 1) &+ rotl(v2, 7) &+ rotl(v3, 12) &+ rotl(v4, 18)
-            h = merge(h, v1); h = merge(h, v2); h = merge(h, v3); h = merge(h, v4)
-        } else {
-            h = seed &+ p5
+        guard let base = data.baseAddress, data.count > 0 else {
+            return XXH64Stream(seed: seed).finish(UnsafeRawPointer(bitPattern: 8)!, length: 0)
         }
-        h = h &+ UInt64(len)
-        while n >= 8 {
-            h ^= round(0, load64(p, 0))
-            h = rotl(h, 27) &* p1 &+ p4
-            p += 8; n -= 8
-        }
-        if n >= 4 {
-            h ^= UInt64(UInt32(littleEndian: p.loadUnaligned(as: UInt32.self))) &* p1
-            h = rotl(h, 23) &* p2 &+ p3
-            p += 4; n -= 4
-        }
-        while n > 0 {
-            h ^= UInt64(p.load(as: UInt8.self)) &* p5
-            h = rotl(h, 11) &* p1
-            p += 1; n -= 1
-        }
-        h ^= h >> 33; h = h &* p2
-        h ^= h >> 29; h = h &* p3
-        h ^= h >> 32
-        return h
+        var s = XXH64Stream(seed: seed)
+        s.consume(base, upTo: data.count)
+        return s.finish(base, length: data.count)
     }
 
     public static func hash(_ bytes: [UInt8], seed: UInt64 = 0) -> UInt64 {
         bytes.withUnsafeBytes { hash($0, seed: seed) }
+    }
+}
+
+/// XXH64 over a message that arrives progressively into one contiguous buffer: `consume` hashes the complete
+/// 32-byte stripes received so far, `finish` the rest. Same result as `XXH64.hash` of the whole message.
+public struct XXH64Stream {
+    var v1: UInt64, v2: UInt64, v3: UInt64, v4: UInt64
+    let seed: UInt64
+    /// Bytes from the message start already folded into the lanes (a multiple of 32).
+    public private(set) var consumed = 0
+
+    public init(seed: UInt64 = 0) {
+        self.seed = seed
+        v1 = seed &+ XXH64.p1 &+ XXH64.p2; v2 = seed &+ XXH64.p2; v3 = seed; v4 = seed &- XXH64.p1
+    }
+
+    /// Folds the stripes of `base[consumed ..< available]` (whole stripes only). `base` is the message start.
+    @inline(__always) public mutating func consume(_ base: UnsafeRawPointer, upTo available: Int) {
+        let end = available & ~31
+        guard end > consumed else { return }
+        var p = base + consumed
+        let stop = base + end
+        var a = v1, b = v2, c = v3, d = v4
+        while p < stop {
+            a = XXH64.round(a, XXH64.load64(p, 0)); b = XXH64.round(b, XXH64.load64(p, 8))
+            c = XXH64.round(c, XXH64.load64(p, 16)); d = XXH64.round(d, XXH64.load64(p, 24))
+            p += 32
+        }
+        v1 = a; v2 = b; v3 = c; v4 = d
+        consumed = end
+    }
+
+    /// The hash of the `length`-byte message at `base` (everything up to `length` must be present).
+    public func finish(_ base: UnsafeRawPointer, length len: Int) -> UInt64 {
+        var s = self
+        if len >= 32 { s.consume(base, upTo: len) }
+        var h: UInt64
+        if len >= 32 {
+            h = XXH64.rotl(s.v1, 1) &+ XXH64.rotl(s.v2, 7) &+ XXH64.rotl(s.v3, 12) &+ XXH64.rotl(s.v4, 18)
+            h = XXH64.merge(h, s.v1); h = XXH64.merge(h, s.v2); h = XXH64.merge(h, s.v3); h = XXH64.merge(h, s.v4)
+        } else {
+            h = seed &+ XXH64.p5
+        }
+        h = h &+ UInt64(len)
+        var p = base + s.consumed
+        var n = len - s.consumed
+        while n >= 8 {
+            h ^= XXH64.round(0, XXH64.load64(p, 0))
+            h = XXH64.rotl(h, 27) &* XXH64.p1 &+ XXH64.p4
+            p += 8; n -= 8
+        }
+        if n >= 4 {
+            h ^= UInt64(UInt32(littleEndian: p.loadUnaligned(as: UInt32.self))) &* XXH64.p1
+            h = XXH64.rotl(h, 23) &* XXH64.p2 &+ XXH64.p3
+            p += 4; n -= 4
+        }
+        while n > 0 {
+            h ^= UInt64(p.load(as: UInt8.self)) &* XXH64.p5
+            h = XXH64.rotl(h, 11) &* XXH64.p1
+            p += 1; n -= 1
+        }
+        h ^= h >> 33; h = h &* XXH64.p2
+        h ^= h >> 29; h = h &* XXH64.p3
+        h ^= h >> 32
+        return h
     }
 }

@@ -179,9 +179,22 @@ public final class WireConnection {
         } catch { poisoned = true; throw error }
         recvBuffer.count = Frame.headerSize
         recvBuffer.ensureCapacity(Frame.headerSize + header.payloadLength)
-        try readExactly(recvBuffer.base + Frame.headerSize, header.payloadLength, deadline: dl, frameStart: false)
-        let payload = UnsafeRawBufferPointer(start: recvBuffer.base + Frame.headerSize, count: header.payloadLength)
-        do { try Frame.verifyPayload(header, payload) } catch { poisoned = true; throw error }
+        let base = UnsafeRawPointer(recvBuffer.base + Frame.headerSize)
+        let payload = UnsafeRawBufferPointer(start: base, count: header.payloadLength)
+        if header.flags & Frame.flagNoPayloadChecksum == 0 {
+            // Hash stripes as they arrive, overlapping the checksum with the sender still sending.
+            var stream = XXH64Stream()
+            try readExactly(recvBuffer.base + Frame.headerSize, header.payloadLength, deadline: dl, frameStart: false) {
+                stream.consume(base, upTo: $0)
+            }
+            let got = stream.finish(base, length: header.payloadLength)
+            guard got == header.payloadChecksum else {
+                poisoned = true
+                throw WireError.badPayloadChecksum(expected: header.payloadChecksum, got: got)
+            }
+        } else {
+            try readExactly(recvBuffer.base + Frame.headerSize, header.payloadLength, deadline: dl, frameStart: false)
+        }
         bytesReceived &+= UInt64(Frame.headerSize + header.payloadLength)
         return ReceivedFrame(header: header, payload: payload)
     }
@@ -221,12 +234,13 @@ public final class WireConnection {
         }
     }
 
-    func readExactly(_ p: UnsafeMutableRawPointer, _ n: Int, deadline: UInt64, frameStart: Bool) throws {
+    func readExactly(_ p: UnsafeMutableRawPointer, _ n: Int, deadline: UInt64, frameStart: Bool,
+                     progress: ((Int) -> Void)? = nil) throws {
         guard fd >= 0 else { throw WireError.closed }
         var off = 0
         while off < n {
             let r = recv(fd, p + off, n - off, Int32(MSG_DONTWAIT))
-            if r > 0 { off += r; continue }
+            if r > 0 { off += r; progress?(off); continue }
             if r == 0 {
                 close()
                 if frameStart && off == 0 { throw WireError.closed }

@@ -65,3 +65,23 @@ final class ChecksumTests: XCTestCase {
         }
     }
 }
+
+extension ChecksumTests {
+    /// Feeding a message in arbitrary pieces gives the one-shot hash.
+    func testXXH64StreamMatchesOneShot() {
+        var rng = SeededRNG(seed: 77)
+        for (n, h, _) in Self.vectors {
+            let data = Self.pattern(n)
+            data.withUnsafeBytes { b in
+                let base = b.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!
+                var s = XXH64Stream()
+                var got = 0
+                while got < n {
+                    got = min(n, got + Int.random(in: 1...70, using: &rng))
+                    s.consume(base, upTo: got)
+                }
+                XCTAssertEqual(s.finish(base, length: n), h, "length \(n)")
+            }
+        }
+    }
+}
