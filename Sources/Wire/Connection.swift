@@ -327,7 +327,7 @@ struct SocketAddress {
         var res: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, String(port), &hints, &res)
         guard rc == 0, let first = res else {
-            throw WireError.io("cannot resolve '\(host)': \(String(cString: gai_strerror(rc)))", errno: rc)
+            throw WireError.io("cannot resolve '\(host)': \(String(cString: gai_strerror(rc)))", errno: 0)
         }
         defer { freeaddrinfo(first) }
         var out: [SocketAddress] = []

@@ -1,3 +1,5 @@
+import Foundation
+
 // Errors of the wire layer and the protocol error codes they map to (docs/protocol.md §5).
 
 /// Protocol error codes carried by ERROR frames.
@@ -71,7 +73,7 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
             return "peer error \(name): \(t)"
         case let .timeout(s): return "timeout: \(s)"
         case .closed: return "connection closed by peer"
-        case let .io(s, e): return "\(s): errno \(e)"
+        case let .io(s, e): return e > 0 ? "\(s): \(String(cString: strerror(e))) (errno \(e))" : s
         case let .codec(s): return "codec: \(s)"
         }
     }

@@ -202,3 +202,54 @@ final class ClusterExecutorTests: XCTestCase {
         XCTAssertFalse(cluster.workers[0].isStopping)
     }
 }
+
+extension ClusterExecutorTests {
+    /// Seeded random mutations of valid EXPERT frames (re-sealed with correct checksums so they reach the worker's
+    /// message handling): each connection gets an EXPERT_RESULT or an ERROR, never a crash or a hang, and the
+    /// worker then serves an exact forward.
+    func testWorkerSurvivesRandomlyMutatedExpertFrames() throws {
+        let cluster = try LocalCluster([("w0", Array(0..<8))])
+        let port = cluster.workers[0].port, fp = cluster.workers[0].fingerprint
+        var rng = SplitMix(seed: 2024)
+        let act = (0..<(3 * 64)).map { Float($0 % 17) / 17 }, gate: [Float] = [0.5, 0.25, 1]
+        let b = WireBuffer()
+        try ExpertMessage.encodeRequest(into: b, layer: 1, dim: 64, groups: [ExpertGroup(expert: 2, rows: 2), ExpertGroup(expert: 5, rows: 1)],
+                                        activations: act, gate: gate, codec: ShardCodec(),
+                                        options: ShardOptions(dtype: .f32, shuffle: true, compression: .lz4))
+        let valid = Array(b.bytes)
+        var results = 0, errors = 0
+        for _ in 0..<40 {
+            var payload = valid
+            for _ in 0..<rng.below(4) + 1 { payload[rng.below(payload.count)] = UInt8(truncatingIfNeeded: rng.next()) }
+            let c = try WireConnection.connect(host: "127.0.0.1", port: port)
+            _ = try Handshake.client(c, secret: testSecret, fingerprint: fp, peerName: "fuzz")
+            try payload.withUnsafeBytes { try c.send(.expert, requestID: 9, payload: $0) }
+            let f = try c.receive(timeout: 5)
+            XCTAssertEqual(f.header.requestID, 9)
+            if f.header.type == .expertResult { results += 1 } else {
+                XCTAssertEqual(f.header.type, .error); errors += 1
+            }
+            c.close()
+        }
+        XCTAssertEqual(results + errors, 40)
+        XCTAssertGreaterThan(errors, 0)
+        let local = try DiTModel(config: tinyConfig, source: tinySource)
+        let remote = try DiTModel(config: tinyConfig, source: tinySource)
+        remote.executor = try cluster.executor(weights: remote.weights)
+        let input = TinyInput(batch: 1)
+        XCTAssertTrue(maxRelativeViolation(try input.run(local), try input.run(remote)).ok)
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+}
