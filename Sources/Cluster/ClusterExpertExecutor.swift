@@ -48,7 +48,7 @@ public struct ClusterTiming: Sendable, Equatable {
     public var totalNanos: UInt64 { computeNanos + codecNanos + transferNanos + waitingNanos }
 }
 
-public final class ClusterExpertExecutor: ExpertExecutor {
+public final class ClusterExpertExecutor: PhaseReportingExecutor {
     /// One connected worker.
     final class Remote {
         let entry: HostEntry
@@ -176,6 +176,18 @@ public final class ClusterExpertExecutor: ExpertExecutor {
     }
 
     public func resetTiming() { timing = ClusterTiming() }
+
+    /// Moves codec, transfer and waiting out of the model's `routedExperts` phase (which timed the whole
+    /// `execute`) into their own phases; worker compute stays in `routedExperts`. Resets `timing`.
+    public func movePhases(into profile: inout PhaseProfile) {
+        let moved = timing.codecNanos + timing.transferNanos + timing.waitingNanos
+        let routed = profile.nanoseconds[.routedExperts] ?? 0
+        profile.nanoseconds[.routedExperts] = routed > moved ? routed - moved : 0
+        profile.add(.codec, timing.codecNanos)
+        profile.add(.transfer, timing.transferNanos)
+        profile.add(.waiting, timing.waitingNanos)
+        resetTiming()
+    }
 
     public func execute(_ s: ExpertShards) throws {
         let t0 = monotonicNanos()

@@ -37,3 +37,10 @@ public struct ExpertShards {
 public protocol ExpertExecutor: AnyObject {
     func execute(_ shards: ExpertShards) throws
 }
+
+/// An executor that can break its own time down (the cluster executor: codec, transfer, waiting). The model's
+/// profile attributes the executor's whole call to `routedExperts`; `movePhases` moves the executor's share out of
+/// it into the executor's own phases, and resets the executor's counters.
+public protocol PhaseReportingExecutor: ExpertExecutor {
+    func movePhases(into profile: inout PhaseProfile)
+}

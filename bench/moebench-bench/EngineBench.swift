@@ -90,31 +90,3 @@ struct EngineBench: ParsableCommand {
         }
     }
 }
-
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.isEmpty ? .nan : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
-}
-
-/// The sgemm rate this machine reaches on a given shape, rows split over `threads` single-threaded BLAS calls.
-enum Roofline {
-    static func sgemm(m: Int, n: Int, k: Int, threads: Int, repeats: Int = 15) -> Double {
-        let saved = Parallel.threads
-        Parallel.threads = threads
-        defer { Parallel.threads = saved }
-        let a = FloatBuffer(count: m * k), w = FloatBuffer(count: n * k), c = FloatBuffer(count: m * n)
-        var rng = SplitMix64(seed: 3)
-        for i in 0..<a.count { a.pointer[i] = rng.nextUnitFloat() }
-        for i in 0..<w.count { w.pointer[i] = rng.nextUnitFloat() }
-        var rates: [Double] = []
-        for r in 0...repeats {
-            let start = PhaseProfile.now()
-            for _ in 0..<4 {
-                parallelLinear(a.pointer, rows: m, inFeatures: k, weight: w.pointer, outFeatures: n, bias: nil, into: c.pointer)
-            }
-            let s = Double(PhaseProfile.now() - start) / 1e9
-            if r > 0 { rates.append(4 * 2 * Double(m * n * k) / s / 1e9) }
-        }
-        return median(rates)
-    }
-}

@@ -1,6 +1,7 @@
 // The benchmark profile: what a suite runs (schema documented in profiles/README.md). All types are Codable so
 // the parsed profile is stored verbatim in results.json.
 import Foundation
+import Diffusion
 import Metrics
 
 public struct Profile: Codable, Equatable, Sendable {
@@ -16,7 +17,7 @@ public struct Profile: Codable, Equatable, Sendable {
     /// Codec variants for cluster transfers (the first is the default); empty means the Wire defaults.
     public var codecs: [CodecSettings]
     public var loadBalance: LoadBalanceSuite?
-    public var curves: CurveSweep?
+    public var curves: CurvesSettings?
 
     public func model(_ id: String) -> ModelSpec? { models.first { $0.id == id } }
 
@@ -137,7 +138,6 @@ public struct LoadBalanceSuite: Codable, Equatable, Sendable {
     public var heatmapLayers: [Int]?
 }
 
-public enum Integrator: String, Codable, CaseIterable, Sendable { case kar1, kar2, pf, rk45, rd, em }
 
 public enum DLGMode: String, Codable, CaseIterable, Sendable { case on, off, both }
 
@@ -154,10 +154,10 @@ public struct TestbedSettings: Codable, Equatable, Sendable {
     public var seed: UInt64
 }
 
-public struct CurveSweep: Codable, Equatable, Sendable {
+public struct CurvesSettings: Codable, Equatable, Sendable {
     /// Score source: only "testbed" until DiT models are wired.
     public var score: String
-    public var integrators: [Integrator]
+    public var integrators: [IntegratorKind]
     /// NFE budgets (each mapped to the method's own step parameter; rows record the NFE actually counted).
     public var nfe: [Int]
     public var dlg: DLGMode

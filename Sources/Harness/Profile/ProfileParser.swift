@@ -1,6 +1,7 @@
 // TOML → Profile, strictly: unknown keys, wrong types, bad values and dangling model references are errors naming
 // the file and the key path. Defaults are listed in profiles/README.md (keep the two in sync).
 import Foundation
+import Diffusion
 import TOMLKit
 
 extension Profile {
@@ -196,7 +197,7 @@ extension Profile {
         return enabled ? out : nil
     }
 
-    static func parseCurves(_ t: TOMLReader) throws -> CurveSweep? {
+    static func parseCurves(_ t: TOMLReader) throws -> CurvesSettings? {
         var r = t
         let enabled = try r.bool("enabled") ?? true
         let score = try r.string("score") ?? "testbed"
@@ -212,9 +213,9 @@ extension Profile {
             isotropicStd: try tb.double("isotropic_std", { $0 > 0 }, "a standard deviation > 0") ?? 0.05,
             seed: UInt64(try tb.int("seed", in: 0...Int.max, "a seed ≥ 0") ?? 0))
         try tb.finish(known: ["dim", "components", "rank", "isotropic_std", "seed"])
-        let out = CurveSweep(
+        let out = CurvesSettings(
             score: score,
-            integrators: try r.choiceArray("integrators", Integrator.self) ?? Integrator.allCases,
+            integrators: try r.choiceArray("integrators", IntegratorKind.self) ?? IntegratorKind.allCases,
             nfe: try r.intArray("nfe", in: 2...100_000, "an NFE budget ≥ 2") ?? [10, 20, 50, 100],
             dlg: try r.choice("dlg", DLGMode.self) ?? .both,
             samples: try r.int("samples", in: 2...10_000_000, "a sample count ≥ 2") ?? 1000,

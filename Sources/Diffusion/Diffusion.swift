@@ -1,1 +1,0 @@
-// Diffusion module: see specs/architecture.md for what it owns.

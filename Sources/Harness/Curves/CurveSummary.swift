@@ -1,0 +1,110 @@
+import Foundation
+import Metrics
+
+// Seeds → mean FD with a 95% interval per (integrator, mode, budget); the floor; a text table; the figure.
+
+public struct CurvePoint: Codable, Sendable, Equatable {
+    public var integrator: String
+    public var dlg: Bool
+    public var budget: Int
+    /// Mean counted NFE over seeds.
+    public var nfe: Double
+    public var step: String
+    public var nSkip: Int?
+    public var fd: MeanInterval
+    public var samples: Int
+    public var meanStartSigma: Double?
+    enum CodingKeys: String, CodingKey {
+        case integrator, dlg, budget, nfe, step, nSkip = "n_skip", fd, samples, meanStartSigma = "mean_start_sigma"
+    }
+}
+
+public struct CurveSummary: Codable, Sendable {
+    public var source: String
+    public var samples: Int
+    public var seeds: Int
+    public var points: [CurvePoint]
+    /// FD of `samples` exact draws (mean over seeds): no sampler can beat it at this sample count.
+    public var floor: MeanInterval?
+
+    public init(rows: [CurveRow]) {
+        source = rows.first?.source ?? ""
+        samples = rows.first?.samples ?? 0
+        let floors = rows.filter { $0.integrator == "floor" }
+        floor = floors.isEmpty ? nil : MeanInterval(floors.map { $0.fd })
+        seeds = Set(rows.map { $0.seed }).count
+        var groups = [String: [CurveRow]](), order = [String]()
+        for r in rows where r.integrator != "floor" {
+            let k = "\(r.integrator)|\(r.dlg)|\(r.budget)"
+            if groups[k] == nil { order.append(k) }
+            groups[k, default: []].append(r)
+        }
+        points = order.map { k in
+            let g = groups[k]!, f = g[0]
+            let starts = g.compactMap { $0.meanStartSigma }
+            return CurvePoint(integrator: f.integrator, dlg: f.dlg, budget: f.budget,
+                              nfe: g.map { $0.nfe }.reduce(0, +) / Double(g.count), step: f.step, nSkip: f.nSkip,
+                              fd: MeanInterval(g.map { $0.fd }), samples: f.samples,
+                              meanStartSigma: starts.isEmpty ? nil : starts.reduce(0, +) / Double(starts.count))
+        }
+    }
+
+    /// A plain-text table: one line per integrator and budget, vanilla and DLG side by side.
+    public func table() -> String {
+        var lines = ["source: \(source)", "samples per cell: \(samples), seeds: \(seeds); FD = mean ± 95% half-width"]
+        if let f = floor { lines.append("floor (exact draws): FD \(fmtFD(f))") }
+        let header = "integrator  budget |  vanilla NFE  step        FD                |  DLG NFE  n_skip step        s_min   FD"
+        lines.append(header)
+        lines.append(String(repeating: "-", count: header.count + 8))
+        let kinds = points.reduce(into: [String]()) { if !$0.contains($1.integrator) { $0.append($1.integrator) } }
+        for k in kinds {
+            let budgets = Array(Set(points.filter { $0.integrator == k }.map { $0.budget })).sorted()
+            for b in budgets {
+                let v = points.first { $0.integrator == k && !$0.dlg && $0.budget == b }
+                let g = points.first { $0.integrator == k && $0.dlg && $0.budget == b }
+                var s = k.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: " %6d |", b)
+                if let v = v {
+                    s += String(format: "  %7.1f    ", v.nfe) + v.step.padding(toLength: 11, withPad: " ", startingAt: 0)
+                        + " " + fmtFD(v.fd).padding(toLength: 18, withPad: " ", startingAt: 0) + "|"
+                } else { s += String(repeating: " ", count: 42) + "|" }
+                if let g = g {
+                    s += String(format: "  %7.1f  %6d ", g.nfe, g.nSkip ?? 0) + g.step.padding(toLength: 11, withPad: " ", startingAt: 0)
+                        + String(format: " %6.3f  ", g.meanStartSigma ?? .nan) + fmtFD(g.fd)
+                }
+                lines.append(s)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func fmtFD(_ m: MeanInterval) -> String {
+        m.count > 1 ? "\(LinePlot.label(m.mean)) ± \(LinePlot.label(m.halfWidth))" : LinePlot.label(m.mean)
+    }
+
+    /// The Figure-3-style plot: one panel per integrator, NFE on x, FD on y (log when the range is wide), vanilla
+    /// and DLG with 95% error bars and their best points labelled, and the floor.
+    public func figure(title: String) -> LinePlot {
+        let kinds = points.reduce(into: [String]()) { if !$0.contains($1.integrator) { $0.append($1.integrator) } }
+        let names = ["kar1": "KAR1 (Heun)", "kar2": "KAR2 (churn)", "pf": "Probability Flow", "rk45": "RK45",
+                     "rd": "Reverse Diffusion", "em": "Euler–Maruyama"]
+        let panels: [PlotPanel] = kinds.map { k in
+            func series(_ dlg: Bool) -> PlotSeries {
+                let pts = points.filter { $0.integrator == k && $0.dlg == dlg }.map {
+                    PlotPoint(x: $0.nfe, y: $0.fd.mean, yLow: $0.fd.count > 1 ? max($0.fd.lower, $0.fd.mean * 0.05) : nil,
+                              yHigh: $0.fd.count > 1 ? $0.fd.upper : nil)
+                }
+                return PlotSeries(name: dlg ? "with DLG" : "without DLG", points: pts,
+                                  color: dlg ? "#d95f02" : "#1b6ca8", labelBest: true)
+            }
+            var ss = [series(false), series(true)].filter { !$0.points.isEmpty }
+            let xs = ss.flatMap { $0.points.map { $0.x } }
+            if let f = floor, let lo = xs.min(), let hi = xs.max() {
+                ss.append(PlotSeries(name: "floor (exact draws)", points: [PlotPoint(x: lo, y: f.mean), PlotPoint(x: hi, y: f.mean)],
+                                     color: "#777777", dashed: true, markers: false))
+            }
+            return PlotPanel(title: names[k] ?? k, xLabel: "NFE per sample", yLabel: "FD (data units²)",
+                             xScale: .auto(ratio: 8), yScale: .auto(ratio: 20), series: ss)
+        }
+        return LinePlot(title: title, panels: panels, columns: 3)
+    }
+}

@@ -1,0 +1,235 @@
+import Foundation
+
+// A small dependency-free SVG writer for multi-panel line plots: named (x, y) series per panel, linear or log
+// axes with ticks, optional error bars, labelled best (minimum-y) points, and a figure legend.
+// Nothing here knows what is being plotted.
+
+public enum AxisScale: Sendable, Equatable {
+    case linear, log
+    /// Log when the positive data span more than `ratio` (max/min), else linear.
+    case auto(ratio: Double)
+}
+
+public struct PlotPoint: Sendable, Equatable {
+    public var x: Double
+    public var y: Double
+    /// Optional error bar (absolute bounds).
+    public var yLow: Double?
+    public var yHigh: Double?
+    public init(x: Double, y: Double, yLow: Double? = nil, yHigh: Double? = nil) {
+        self.x = x; self.y = y; self.yLow = yLow; self.yHigh = yHigh
+    }
+}
+
+public struct PlotSeries: Sendable {
+    public var name: String
+    public var points: [PlotPoint]
+    /// CSS colour.
+    public var color: String
+    public var dashed: Bool
+    public var markers: Bool
+    /// Mark and label the point with the smallest y ("y @ x").
+    public var labelBest: Bool
+    public init(name: String, points: [PlotPoint], color: String, dashed: Bool = false, markers: Bool = true,
+                labelBest: Bool = false) {
+        self.name = name; self.points = points; self.color = color
+        self.dashed = dashed; self.markers = markers; self.labelBest = labelBest
+    }
+}
+
+public struct PlotPanel: Sendable {
+    public var title: String
+    public var xLabel: String
+    public var yLabel: String
+    public var xScale: AxisScale
+    public var yScale: AxisScale
+    public var series: [PlotSeries]
+    public init(title: String, xLabel: String, yLabel: String, xScale: AxisScale = .linear,
+                yScale: AxisScale = .linear, series: [PlotSeries]) {
+        self.title = title; self.xLabel = xLabel; self.yLabel = yLabel
+        self.xScale = xScale; self.yScale = yScale; self.series = series
+    }
+}
+
+public struct LinePlot: Sendable {
+    public var title: String
+    public var panels: [PlotPanel]
+    public var columns: Int
+    public var panelWidth: Double = 360
+    public var panelHeight: Double = 260
+
+    public init(title: String, panels: [PlotPanel], columns: Int = 3) {
+        self.title = title; self.panels = panels; self.columns = max(1, columns)
+    }
+
+    /// The compact number format used for tick and point labels (3 significant digits).
+    public static func label(_ v: Double) -> String { numberLabel(v) }
+
+    public func write(to path: String) throws {
+        try svg().write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// The whole figure as an SVG document.
+    public func svg() -> String {
+        let rows = (panels.count + columns - 1) / columns
+        let top = 64.0
+        let width = Double(columns) * panelWidth, height = top + Double(rows) * panelHeight + 8
+        var s = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(fmt(width))" height="\(fmt(height))" \
+        viewBox="0 0 \(fmt(width)) \(fmt(height))" font-family="Helvetica, Arial, sans-serif">
+        <rect width="100%" height="100%" fill="white"/>
+        <text x="\(fmt(width / 2))" y="22" text-anchor="middle" font-size="15" font-weight="bold">\(esc(title))</text>
+
+        """
+        s += legend(y: 44, width: width)
+        for (i, panel) in panels.enumerated() {
+            let ox = Double(i % columns) * panelWidth, oy = top + Double(i / columns) * panelHeight
+            s += PanelRenderer(panel: panel, x: ox, y: oy, width: panelWidth, height: panelHeight).render()
+        }
+        s += "</svg>\n"
+        return s
+    }
+
+    private func legend(y: Double, width: Double) -> String {
+        var seen = [String: PlotSeries](), order = [String]()
+        for p in panels { for se in p.series where seen[se.name] == nil { seen[se.name] = se; order.append(se.name) } }
+        let item = 150.0
+        var x = max(10, (width - item * Double(order.count)) / 2)
+        var s = ""
+        for name in order {
+            let se = seen[name]!
+            s += "<line x1=\"\(fmt(x))\" y1=\"\(fmt(y))\" x2=\"\(fmt(x + 24))\" y2=\"\(fmt(y))\" stroke=\"\(se.color)\" stroke-width=\"2\"\(se.dashed ? " stroke-dasharray=\"5,3\"" : "")/>"
+            if se.markers { s += "<circle cx=\"\(fmt(x + 12))\" cy=\"\(fmt(y))\" r=\"3\" fill=\"\(se.color)\"/>" }
+            s += "<text x=\"\(fmt(x + 30))\" y=\"\(fmt(y + 4))\" font-size=\"12\">\(esc(name))</text>\n"
+            x += item
+        }
+        return s
+    }
+}
+
+/// One axis: data range → pixel range, with ticks.
+fileprivate struct Axis {
+    let log: Bool
+    let lo: Double, hi: Double          // in data units (positive when log)
+    let p0: Double, p1: Double          // pixel positions of lo and hi
+
+    init(values: [Double], scale: AxisScale, from p0: Double, to p1: Double) {
+        var vals = values.filter { $0.isFinite }
+        let positive = vals.filter { $0 > 0 }
+        let useLog: Bool
+        switch scale {
+        case .linear: useLog = false
+        case .log: useLog = !positive.isEmpty
+        case .auto(let ratio): useLog = !positive.isEmpty && positive.count == vals.count
+            && positive.max()! / positive.min()! > ratio
+        }
+        if useLog { vals = positive }
+        if vals.isEmpty { vals = [0, 1] }
+        var lo = vals.min()!, hi = vals.max()!
+        if useLog {
+            lo = pow(10, Foundation.log10(lo).rounded(.down)); hi = pow(10, Foundation.log10(hi).rounded(.up))
+            if lo == hi { lo /= 10; hi *= 10 }
+        } else {
+            if lo == hi { lo -= 1; hi += 1 }
+            let pad = 0.05 * (hi - lo)
+            lo = lo >= 0 && lo - pad < 0 ? 0 : lo - pad
+            hi += pad
+        }
+        log = useLog; self.lo = lo; self.hi = hi; self.p0 = p0; self.p1 = p1
+    }
+
+    func pixel(_ v: Double) -> Double {
+        let t = log ? (Foundation.log10(max(v, lo * 1e-3)) - Foundation.log10(lo)) / (Foundation.log10(hi) - Foundation.log10(lo))
+                    : (v - lo) / (hi - lo)
+        return p0 + t * (p1 - p0)
+    }
+
+    var ticks: [Double] {
+        if log {
+            let e0 = Int(Foundation.log10(lo).rounded()), e1 = Int(Foundation.log10(hi).rounded())
+            let mult: [Double] = e1 - e0 <= 2 ? [1, 2, 5] : [1]
+            var t = [Double]()
+            for e in e0...e1 { for m in mult { let v = m * pow(10, Double(e)); if v >= lo * 0.999 && v <= hi * 1.001 { t.append(v) } } }
+            return t
+        }
+        let raw = (hi - lo) / 5
+        let mag = pow(10, Foundation.log10(raw).rounded(.down))
+        let step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? 10 * mag
+        var t = [Double](), v = (lo / step).rounded(.up) * step
+        while v <= hi + 1e-9 * step { t.append(v); v += step }
+        return t
+    }
+}
+
+fileprivate struct PanelRenderer {
+    let panel: PlotPanel
+    let x: Double, y: Double, width: Double, height: Double
+
+    func render() -> String {
+        let left = x + 62, right = x + width - 14, top = y + 26, bottom = y + height - 44
+        let pts = panel.series.flatMap { $0.points }
+        let xa = Axis(values: pts.map { $0.x }, scale: panel.xScale, from: left, to: right)
+        let ya = Axis(values: pts.flatMap { [$0.y, $0.yLow ?? $0.y, $0.yHigh ?? $0.y] }, scale: panel.yScale,
+                      from: bottom, to: top)
+        var s = "<g>\n<text x=\"\(fmt((left + right) / 2))\" y=\"\(fmt(y + 16))\" text-anchor=\"middle\" font-size=\"13\" font-weight=\"bold\">\(esc(panel.title))</text>\n"
+        s += "<rect x=\"\(fmt(left))\" y=\"\(fmt(top))\" width=\"\(fmt(right - left))\" height=\"\(fmt(bottom - top))\" fill=\"none\" stroke=\"#333\"/>\n"
+        for t in xa.ticks {
+            let px = xa.pixel(t)
+            s += "<line x1=\"\(fmt(px))\" y1=\"\(fmt(top))\" x2=\"\(fmt(px))\" y2=\"\(fmt(bottom))\" stroke=\"#eee\"/>"
+            s += "<line x1=\"\(fmt(px))\" y1=\"\(fmt(bottom))\" x2=\"\(fmt(px))\" y2=\"\(fmt(bottom + 4))\" stroke=\"#333\"/>"
+            s += "<text x=\"\(fmt(px))\" y=\"\(fmt(bottom + 15))\" text-anchor=\"middle\" font-size=\"10\">\(tickLabel(t))</text>\n"
+        }
+        for t in ya.ticks {
+            let py = ya.pixel(t)
+            s += "<line x1=\"\(fmt(left))\" y1=\"\(fmt(py))\" x2=\"\(fmt(right))\" y2=\"\(fmt(py))\" stroke=\"#eee\"/>"
+            s += "<line x1=\"\(fmt(left - 4))\" y1=\"\(fmt(py))\" x2=\"\(fmt(left))\" y2=\"\(fmt(py))\" stroke=\"#333\"/>"
+            s += "<text x=\"\(fmt(left - 6))\" y=\"\(fmt(py + 3))\" text-anchor=\"end\" font-size=\"10\">\(tickLabel(t))</text>\n"
+        }
+        s += "<text x=\"\(fmt((left + right) / 2))\" y=\"\(fmt(bottom + 32))\" text-anchor=\"middle\" font-size=\"11\">\(esc(panel.xLabel + (xa.log ? " (log)" : "")))</text>\n"
+        let cy = (top + bottom) / 2
+        s += "<text x=\"\(fmt(x + 14))\" y=\"\(fmt(cy))\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 \(fmt(x + 14)) \(fmt(cy)))\">\(esc(panel.yLabel + (ya.log ? " (log)" : "")))</text>\n"
+        for se in panel.series where !se.points.isEmpty {
+            let sorted = se.points.sorted { $0.x < $1.x }
+            let path = sorted.map { "\(fmt(xa.pixel($0.x))),\(fmt(ya.pixel($0.y)))" }.joined(separator: " ")
+            s += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(se.color)\" stroke-width=\"1.8\"\(se.dashed ? " stroke-dasharray=\"5,3\"" : "")/>\n"
+            for p in sorted {
+                let px = xa.pixel(p.x)
+                if let lo = p.yLow, let hi = p.yHigh {
+                    s += "<line x1=\"\(fmt(px))\" y1=\"\(fmt(ya.pixel(lo)))\" x2=\"\(fmt(px))\" y2=\"\(fmt(ya.pixel(hi)))\" stroke=\"\(se.color)\" stroke-width=\"1\"/>"
+                }
+                if se.markers { s += "<circle cx=\"\(fmt(px))\" cy=\"\(fmt(ya.pixel(p.y)))\" r=\"2.8\" fill=\"\(se.color)\"/>" }
+            }
+            if se.labelBest, let best = sorted.min(by: { $0.y < $1.y }) {
+                let px = xa.pixel(best.x), py = ya.pixel(best.y)
+                s += "<circle cx=\"\(fmt(px))\" cy=\"\(fmt(py))\" r=\"5\" fill=\"none\" stroke=\"\(se.color)\" stroke-width=\"1.5\"/>"
+                let anchor = px > (left + right) / 2 ? "end" : "start"
+                let dx = anchor == "end" ? -7.0 : 7.0
+                s += "<text x=\"\(fmt(px + dx))\" y=\"\(fmt(py - 7))\" text-anchor=\"\(anchor)\" font-size=\"10\" fill=\"\(se.color)\">\(esc(numberLabel(best.y) + " @ " + numberLabel(best.x)))</text>"
+            }
+            s += "\n"
+        }
+        return s + "</g>\n"
+    }
+}
+
+fileprivate func tickLabel(_ v: Double) -> String { numberLabel(v) }
+
+/// Compact number: 3 significant digits, exponent form outside [1e-3, 1e5).
+fileprivate func numberLabel(_ v: Double) -> String {
+    if v == 0 { return "0" }
+    let a = abs(v)
+    if a >= 1e5 || a < 1e-3 { return String(format: "%.2g", v) }
+    var s = String(format: a >= 100 ? "%.0f" : a >= 10 ? "%.1f" : a >= 1 ? "%.2f" : "%.3g", v)
+    if s.contains(".") && !s.contains("e") {
+        while s.hasSuffix("0") { s.removeLast() }
+        if s.hasSuffix(".") { s.removeLast() }
+    }
+    return s
+}
+
+fileprivate func fmt(_ v: Double) -> String { String(format: "%.1f", v) }
+
+fileprivate func esc(_ s: String) -> String {
+    s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+}

@@ -1,0 +1,47 @@
+import Foundation
+import Tensor
+
+/// Baselines measured in the same run as the numbers they qualify.
+public enum Roofline {
+    /// The sgemm rate (GFLOP/s) on `m×k · k×n`, rows split over `threads` single-threaded BLAS calls exactly as the
+    /// engine splits its GEMMs; median of `repeats` timings of 4 calls each.
+    public static func sgemm(m: Int = 512, n: Int = 1536, k: Int = 384, threads: Int, repeats: Int = 15) -> Double {
+        let saved = Parallel.threads
+        Parallel.threads = threads
+        defer { Parallel.threads = saved }
+        let a = FloatBuffer(count: m * k), w = FloatBuffer(count: n * k), c = FloatBuffer(count: m * n)
+        for i in 0..<a.count { a.pointer[i] = Float(i % 97) / 97 }
+        for i in 0..<w.count { w.pointer[i] = Float(i % 89) / 89 }
+        var rates: [Double] = []
+        for r in 0...repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<4 {
+                parallelLinear(a.pointer, rows: m, inFeatures: k, weight: w.pointer, outFeatures: n, bias: nil, into: c.pointer)
+            }
+            let s = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if r > 0 { rates.append(4 * 2 * Double(m * n * k) / s / 1e9) }
+        }
+        return median(rates)
+    }
+}
+
+public func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    if s.isEmpty { return .nan }
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// Resident set size of this process now and at its peak, in MiB (Linux /proc/self/status VmRSS, VmHWM).
+public enum Memory {
+    public static func residentMiB() -> (now: Double, peak: Double) {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (.nan, .nan) }
+        func field(_ name: String) -> Double {
+            for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+                let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? .nan
+                return kb / 1024
+            }
+            return .nan
+        }
+        return (field("VmRSS"), field("VmHWM"))
+    }
+}

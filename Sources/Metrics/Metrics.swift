@@ -1,1 +1,0 @@
-// Metrics module: see specs/architecture.md for what it owns.

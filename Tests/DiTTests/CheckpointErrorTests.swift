@@ -1,0 +1,166 @@
+import Foundation
+import XCTest
+@testable import DiT
+
+/// Every bad checkpoint, config and input gives an error naming the file, key or field and what was expected.
+final class CheckpointErrorTests: XCTestCase {
+    let dir = FixtureTests.fixtures.appendingPathComponent("moe_timm")
+    var config: DiTConfig { try! DiTConfig.load(jsonFile: dir.appendingPathComponent("config.json").path) }
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("moebench-ckpt-\(getpid())")
+
+    override func setUp() { try? FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true) }
+    override func tearDown() { try? FileManager.default.removeItem(at: scratch) }
+
+    /// The good weights rewritten with `edit` applied to the list of (name, dtype, shape, bytes).
+    func rewritten(_ name: String, _ edit: (inout [(String, SafetensorsDType, [Int], Data)]) -> Void) throws -> String {
+        let good = try SafetensorsFile(path: dir.appendingPathComponent("weights.safetensors").path)
+        var items = good.names.map { n -> (String, SafetensorsDType, [Int], Data) in
+            let e = good[n]!
+            return (n, e.dtype, e.shape, Data(bytes: e.data, count: e.byteCount))
+        }
+        edit(&items)
+        var w = SafetensorsWriter()
+        for (n, d, s, b) in items { w.add(n, dtype: d, shape: s, bytes: b) }
+        let path = scratch.appendingPathComponent(name).path
+        try w.write(to: path)
+        return path
+    }
+
+    func assertLoadError(_ path: String, _ expected: DiTError, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try DiTWeights(config: config, source: .safetensors(path: path)), file: file, line: line) { e in
+            XCTAssertEqual(e as? DiTError, expected, file: file, line: line)
+            XCTAssertTrue("\(e)".contains(path), "error names the file: \(e)", file: file, line: line)
+        }
+    }
+
+    func testMissingTensorNamesKeyAndShape() throws {
+        let path = try rewritten("missing.safetensors") { $0.removeAll { $0.0 == "blocks.1.moe.gate.weight" } }
+        assertLoadError(path, .missingTensor(path: path, key: "blocks.1.moe.gate.weight", expectedShape: [4, 32]))
+    }
+
+    func testUnexpectedTensorNamesKey() throws {
+        let path = try rewritten("extra.safetensors") {
+            $0.append(("blocks.0.attn.bogus.weight", .f32, [4, 32], Data(count: 4 * 32 * 4)))
+        }
+        assertLoadError(path, .unexpectedTensor(path: path, key: "blocks.0.attn.bogus.weight", shape: [4, 32]))
+    }
+
+    func testWrongShapeNamesBothShapes() throws {
+        let path = try rewritten("shape.safetensors") { items in
+            let i = items.firstIndex { $0.0 == "blocks.0.attn.qkv.weight" }!
+            items[i] = (items[i].0, .f32, [96, 31], Data(count: 96 * 31 * 4))
+        }
+        assertLoadError(path, .shapeMismatch(path: path, key: "blocks.0.attn.qkv.weight", expected: [96, 32], got: [96, 31]))
+        XCTAssertTrue(DiTError.shapeMismatch(path: path, key: "k", expected: [96, 32], got: [96, 31]).description
+            .contains("[96, 31], expected [96, 32]"))
+    }
+
+    func testIntegerWeightsAreRejected() throws {
+        let path = try rewritten("dtype.safetensors") { items in
+            let i = items.firstIndex { $0.0 == "blocks.0.attn.proj.bias" }!
+            items[i] = (items[i].0, .i64, [32], Data(count: 32 * 8))
+        }
+        assertLoadError(path, .unsupportedDType(path: path, key: "blocks.0.attn.proj.bias", dtype: "I64", expected: "F32, F16 or BF16"))
+    }
+
+    func testTruncatedFileAndBadHeader() {
+        let bad = FixtureTests.fixtures.appendingPathComponent("bad")
+        for (file, fragment) in [("truncated.safetensors", "outside the"), ("bad_header.safetensors", "header length 1048576")] {
+            let path = bad.appendingPathComponent(file).path
+            XCTAssertThrowsError(try DiTWeights(config: config, source: .safetensors(path: path))) { e in
+                guard case let .badSafetensors(p, reason) = e as? DiTError else { return XCTFail("\(e)") }
+                XCTAssertEqual(p, path)
+                XCTAssertTrue(reason.contains(fragment), reason)
+            }
+        }
+        XCTAssertThrowsError(try SafetensorsFile(path: scratch.appendingPathComponent("nope.safetensors").path)) { e in
+            XCTAssertTrue("\(e)".contains("cannot open"), "\(e)")
+        }
+    }
+
+    func testWeightsForAnotherConfigAreRejected() throws {
+        var other = config
+        other.hiddenSize = 48
+        XCTAssertThrowsError(try DiTWeights(config: other, source: .safetensors(path: dir.appendingPathComponent("weights.safetensors").path))) { e in
+            guard case .shapeMismatch = e as? DiTError else { return XCTFail("\(e)") }
+        }
+    }
+
+    // MARK: Configs
+
+    func testBuiltinNames() throws {
+        let s = try DiTConfig.named("DiT-MoE-S/2-8E2A")
+        XCTAssertEqual([s.depth, s.hiddenSize, s.numHeads, s.patchSize, s.numExperts, s.numExpertsPerTok, s.tokens], [12, 384, 6, 2, 8, 2, 256])
+        XCTAssertFalse(s.useFlashAttn)
+        XCTAssertTrue(try DiTConfig.named("DiT-MoE-XL/2-8E2A").useFlashAttn)
+        XCTAssertEqual(try DiTConfig.named("DiT-MoE-G/2-16E2A").numExperts, 16)
+        XCTAssertTrue(try DiTConfig.named("DiT-B/4").dense)
+        XCTAssertEqual(try DiTConfig.named("DiT-XL/2@512").tokens, 1024)
+        // Key counts of spec §3: L·(10+3E)+12 (timm), L·(14+3E)+12 (flash).
+        XCTAssertEqual(s.tensorSpecs.count, 420)
+        XCTAssertEqual(try DiTConfig.named("DiT-MoE-XL/2-8E2A").tensorSpecs.count, 1076)
+        XCTAssertEqual(try DiTConfig.named("DiT-MoE-G/2-16E2A").tensorSpecs.count, 2492)
+        for bad in ["DiT-MoE-S/3-8E2A", "DiT-MoE-S/2-2E4A", "DiT-G/2", "DiT-MoE-G/4-16E2A", "dit-s/2", "DiT-M/2", "DiT-MoE-S/2"] {
+            XCTAssertThrowsError(try DiTConfig.named(bad), bad) { XCTAssertTrue("\($0)".contains(bad), "\($0)") }
+        }
+    }
+
+    func testJSONConfigErrorsNameTheKey() throws {
+        func write(_ text: String) throws -> String {
+            let path = scratch.appendingPathComponent("c\(text.hashValue).json").path
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let cases: [(String, String)] = [
+            (#"{"hidden_size": 32, "depth": 2, "num_heads": 4, "hiden": 1}"#, "'hiden'"),
+            (#"{"hidden_size": 32, "depth": 2, "num_heads": 5}"#, "'num_heads'"),
+            (#"{"hidden_size": "big", "depth": 2, "num_heads": 4}"#, "'hidden_size'"),
+            (#"{"hidden_size": 32, "num_heads": 4}"#, "'depth'"),
+            (#"{"hidden_size": 32, "depth": 2, "num_heads": 4, "num_experts": 2, "num_experts_per_tok": 3}"#, "'num_experts_per_tok'"),
+            (#"{"hidden_size": 32, "depth": 2, "num_heads": 4, "use_flash_attn": 1}"#, "'use_flash_attn'"),
+            (#"[1, 2]"#, "JSON object"),
+        ]
+        for (text, fragment) in cases {
+            let path = try write(text)
+            XCTAssertThrowsError(try DiTConfig.load(jsonFile: path), text) { e in
+                XCTAssertTrue("\(e)".contains(fragment) && "\(e)".contains(path), "\(e)")
+            }
+        }
+        // Upstream keys we do not use are accepted.
+        let ok = try write(#"{"hidden_size": 32, "depth": 2, "num_heads": 4, "class_dropout_prob": 0.1, "pretraining_tp": 2}"#)
+        XCTAssertEqual(try DiTConfig.load(jsonFile: ok).hiddenSize, 32)
+    }
+
+    // MARK: Inputs
+
+    func testBadInputsNameTheTensor() throws {
+        func input(_ build: (inout SafetensorsWriter) -> Void) throws -> String {
+            var w = SafetensorsWriter()
+            build(&w)
+            let path = scratch.appendingPathComponent("in\(UUID().uuidString).safetensors").path
+            try w.write(to: path)
+            return path
+        }
+        let x = [Float](repeating: 0, count: 2 * 4 * 8 * 8)
+        let cases: [(String, (inout SafetensorsWriter) -> Void)] = [
+            ("'x'", { $0.add("x", shape: [2, 3, 8, 8], floats: [Float](repeating: 0, count: 2 * 3 * 64)); $0.add("t", shape: [2], floats: [1, 2]); $0.add("y", shape: [2], int64s: [1, 2]) }),
+            ("'t'", { $0.add("x", shape: [2, 4, 8, 8], floats: x); $0.add("y", shape: [2], int64s: [1, 2]) }),
+            ("'y'", { $0.add("x", shape: [2, 4, 8, 8], floats: x); $0.add("t", shape: [2], floats: [1, 2]); $0.add("y", shape: [2], floats: [1, 2]) }),
+            ("'y[1]'", { $0.add("x", shape: [2, 4, 8, 8], floats: x); $0.add("t", shape: [2], floats: [1, 2]); $0.add("y", shape: [2], int64s: [1, 11]) }),
+            ("'t'", { $0.add("x", shape: [2, 4, 8, 8], floats: x); $0.add("t", shape: [3], floats: [1, 2, 3]); $0.add("y", shape: [2], int32s: [1, 2]) }),
+        ]
+        for (fragment, build) in cases {
+            let path = try input(build)
+            XCTAssertThrowsError(try ForwardInput.load(path: path, config: config)) { e in
+                XCTAssertTrue("\(e)".contains(fragment) && "\(e)".contains(path), "expected \(fragment): \(e)")
+            }
+        }
+        // I32 labels are accepted.
+        let ok = try input { $0.add("x", shape: [2, 4, 8, 8], floats: x); $0.add("t", shape: [2], floats: [1, 2]); $0.add("y", shape: [2], int32s: [1, 10]) }
+        XCTAssertEqual(try ForwardInput.load(path: ok, config: config).y, [1, 10])
+        // CFG needs an even batch.
+        let model = try DiTModel(config: config, source: .random(seed: 1))
+        let odd = ForwardInput(x: [Float](repeating: 0, count: 4 * 64), t: [1], y: [1], batch: 1)
+        XCTAssertThrowsError(try ForwardResult.run(model: model, input: odd, cfgScale: 1.5)) { XCTAssertTrue("\($0)".contains("even batch")) }
+    }
+}
