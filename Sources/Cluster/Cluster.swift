@@ -1,1 +1,0 @@
-// Cluster module: see specs/architecture.md for what it owns.

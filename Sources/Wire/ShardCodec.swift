@@ -1,0 +1,298 @@
+// The activation-shard codec (docs/protocol.md §4): dtype cast → optional byte shuffle → LZ4 block, with a
+// stored-raw escape, and the per-connection automatic LZ4 decision (§4.1).
+
+import CLZ4
+import Foundation
+
+public enum ShardDType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case f32 = 0, f16 = 1, bf16 = 2
+    public var size: Int { self == .f32 ? 4 : 2 }
+    public var description: String { self == .f32 ? "f32" : self == .f16 ? "f16" : "bf16" }
+}
+
+public enum CompressionMode: String, Sendable, CaseIterable {
+    /// Never compress.
+    case none
+    /// Always try LZ4 (the stored-raw escape still applies).
+    case lz4
+    /// Decide per connection from measured ratio, codec speed and link speed.
+    case auto
+}
+
+public struct ShardOptions: Sendable, Equatable {
+    public var dtype: ShardDType
+    public var shuffle: Bool
+    public var compression: CompressionMode
+    public init(dtype: ShardDType = .f32, shuffle: Bool = true, compression: CompressionMode = .auto) {
+        self.dtype = dtype; self.shuffle = shuffle; self.compression = compression
+    }
+    /// F32, no shuffle, no LZ4: the bytes are the floats.
+    public static let raw = ShardOptions(dtype: .f32, shuffle: false, compression: .none)
+    /// Exact by default: F32, shuffle, LZ4 when it pays.
+    public static let `default` = ShardOptions()
+}
+
+/// What one encode did, for statistics and the benchmark's time split.
+public struct ShardEncodeInfo: Sendable {
+    public var rawBytes: Int = 0
+    public var storedBytes: Int = 0
+    public var compressed: Bool = false
+    public var nanos: UInt64 = 0
+}
+
+/// A shard inside a received payload (valid while the payload is).
+public struct ShardView {
+    public var dtype: ShardDType
+    public var shuffle: Bool
+    public var compressed: Bool
+    public var elementCount: Int
+    public var stored: UnsafeRawBufferPointer
+
+    public static let headerSize = 12
+
+    /// Reads a shard header and its bytes; `expectedCount` is what the enclosing message implies.
+    public static func read(from r: inout WireReader, expectedCount: Int, field: StaticString) throws -> ShardView {
+        let d = try r.read(UInt8.self, field)
+        let s = try r.read(UInt8.self, field)
+        let c = try r.read(UInt8.self, field)
+        let reserved = try r.read(UInt8.self, field)
+        let n = Int(try r.read(UInt32.self, field))
+        let storedLength = Int(try r.read(UInt32.self, field))
+        guard let dtype = ShardDType(rawValue: d) else {
+            throw WireError.malformed(field: "\(field).dtype", reason: "unknown dtype \(d)")
+        }
+        guard s <= 1, c <= 1, reserved == 0 else {
+            throw WireError.malformed(field: "\(field)", reason: "shuffle \(s), compression \(c), reserved \(reserved)")
+        }
+        guard n == expectedCount else {
+            throw WireError.malformed(field: "\(field).elementCount", reason: "\(n) values, message implies \(expectedCount)")
+        }
+        if c == 0 && storedLength != n * dtype.size {
+            throw WireError.malformed(field: "\(field).storedLength",
+                                      reason: "raw shard of \(n) \(dtype) values must be \(n * dtype.size) bytes, is \(storedLength)")
+        }
+        let bytes = try r.bytes(storedLength, field)
+        return ShardView(dtype: dtype, shuffle: s == 1, compressed: c == 1, elementCount: n, stored: bytes)
+    }
+}
+
+/// Per-connection moving averages that decide whether LZ4 pays (docs/protocol.md §4.1).
+public struct AutoCompression: Sendable {
+    public static let alpha = 0.25
+    public static let trialInterval = 16
+    /// EWMA of compressed/raw (1 = incompressible); nil until the first trial.
+    public private(set) var ratio: Double?
+    /// Bytes of raw input compressed per second.
+    public private(set) var compressSpeed: Double = 0
+    /// Bytes of raw output decompressed per second; 0 = unknown (assumed 4 × compressSpeed).
+    public private(set) var decompressSpeed: Double = 0
+    /// Link goodput in bytes per second (assumed 1 GB/s until measured).
+    public private(set) var linkSpeed: Double = 1e9
+    var sinceTrial = 0
+    var linkMeasured = false
+
+    public init() {}
+
+    @inline(__always) static func ewma(_ old: Double, _ new: Double, first: Bool) -> Double {
+        first ? new : old + alpha * (new - old)
+    }
+
+    public mutating func observeCompression(raw: Int, compressed: Int, seconds: Double) {
+        guard raw > 0, seconds > 0 else { return }
+        let first = ratio == nil
+        ratio = Self.ewma(ratio ?? 1, Double(min(compressed, raw)) / Double(raw), first: first)
+        compressSpeed = Self.ewma(compressSpeed, Double(raw) / seconds, first: first)
+    }
+
+    public mutating func observeDecompression(raw: Int, seconds: Double) {
+        guard raw > 0, seconds > 0 else { return }
+        decompressSpeed = Self.ewma(decompressSpeed, Double(raw) / seconds, first: decompressSpeed == 0)
+    }
+
+    /// `bytes` moved over the link in `seconds` (both directions of a request, excluding worker compute).
+    public mutating func observeLink(bytes: Int, seconds: Double) {
+        guard bytes > 0, seconds > 0 else { return }
+        linkSpeed = Self.ewma(linkSpeed, Double(bytes) / seconds, first: !linkMeasured)
+        linkMeasured = true
+    }
+
+    /// (1 − r)/L > 1/c + 1/d: the transfer time saved exceeds the codec time spent, per raw byte.
+    public var compressionPays: Bool {
+        guard let r = ratio, compressSpeed > 0 else { return true }
+        let d = decompressSpeed > 0 ? decompressSpeed : 4 * compressSpeed
+        return (1 - r) / linkSpeed > 1 / compressSpeed + 1 / d
+    }
+
+    /// Whether to run LZ4 on the next shard: when it pays, and every `trialInterval`-th shard otherwise.
+    public mutating func shouldTry() -> Bool {
+        if compressionPays { sinceTrial = 0; return true }
+        sinceTrial += 1
+        if sinceTrial >= Self.trialInterval { sinceTrial = 0; return true }
+        return false
+    }
+}
+
+@inline(__always) public func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// Encodes and decodes shards with scratch buffers that are reused (grown, never shrunk). One per connection.
+public final class ShardCodec {
+    var scratchA: UnsafeMutableRawPointer
+    var scratchB: UnsafeMutableRawPointer
+    var scratchCapacity: Int
+    public var auto = AutoCompression()
+    /// Bytes escaped to raw because LZ4 did not save ≥ 1/32.
+    public private(set) var escapes = 0
+
+    public init(capacity: Int = 1 << 16) {
+        scratchCapacity = capacity
+        scratchA = .allocate(byteCount: capacity, alignment: 64)
+        scratchB = .allocate(byteCount: capacity, alignment: 64)
+    }
+    deinit { scratchA.deallocate(); scratchB.deallocate() }
+
+    func ensureScratch(_ n: Int) {
+        guard n > scratchCapacity else { return }
+        scratchA.deallocate(); scratchB.deallocate()
+        scratchCapacity = max(n, scratchCapacity * 2)
+        scratchA = .allocate(byteCount: scratchCapacity, alignment: 64)
+        scratchB = .allocate(byteCount: scratchCapacity, alignment: 64)
+    }
+
+    /// Appends a shard (12-byte header + stored bytes) of `count` floats to `buffer`.
+    @discardableResult
+    public func encode(_ src: UnsafePointer<Float>, count: Int, options: ShardOptions, into buffer: WireBuffer) throws
+        -> ShardEncodeInfo {
+        let t0 = monotonicNanos()
+        let size = options.dtype.size
+        let rawBytes = count * size
+        guard rawBytes <= Int(Int32.max) - 65536 else { throw WireError.codec("shard of \(rawBytes) bytes is too large") }
+        ensureScratch(rawBytes)
+        // Stage 1: cast (F32 stays in place).
+        var stage: UnsafeRawPointer = UnsafeRawPointer(src)
+        switch options.dtype {
+        case .f32: break
+        case .f16:
+            FloatCast.toF16(src, scratchA.assumingMemoryBound(to: UInt16.self), count: count); stage = UnsafeRawPointer(scratchA)
+        case .bf16:
+            FloatCast.toBF16(src, scratchA.assumingMemoryBound(to: UInt16.self), count: count); stage = UnsafeRawPointer(scratchA)
+        }
+        // Stage 2: shuffle into whichever scratch the cast did not use.
+        if options.shuffle {
+            let dst = stage == UnsafeRawPointer(scratchA) ? scratchB : scratchA
+            ByteShuffle.shuffle(stage, dst, count: count, elementSize: size)
+            stage = UnsafeRawPointer(dst)
+        }
+        // Stage 3: LZ4 straight into the frame buffer, or raw.
+        let tryLZ4: Bool
+        switch options.compression {
+        case .none: tryLZ4 = false
+        case .lz4: tryLZ4 = true
+        case .auto: tryLZ4 = auto.shouldTry()
+        }
+        let headerAt = buffer.count
+        buffer.reserve(ShardView.headerSize + (tryLZ4 ? Int(LZ4_compressBound(Int32(rawBytes))) : rawBytes))
+        _ = buffer.claim(ShardView.headerSize)
+        var storedBytes = rawBytes
+        var compressed = false
+        if tryLZ4 && rawBytes > 0 {
+            let tc = monotonicNanos()
+            let dst = buffer.base + buffer.count
+            let n = Int(LZ4_compress_default(stage.assumingMemoryBound(to: CChar.self), dst.assumingMemoryBound(to: CChar.self),
+                                             Int32(rawBytes), LZ4_compressBound(Int32(rawBytes))))
+            auto.observeCompression(raw: rawBytes, compressed: n > 0 ? n : rawBytes,
+                                    seconds: Double(monotonicNanos() - tc) * 1e-9)
+            if n > 0 && n <= rawBytes - rawBytes / 32 && n < rawBytes {
+                storedBytes = n; compressed = true
+            } else {
+                escapes += 1
+            }
+        }
+        if !compressed {
+            (buffer.base + buffer.count).copyMemory(from: stage, byteCount: rawBytes)
+        }
+        buffer.count += storedBytes
+        let h = buffer.base + headerAt
+        h.storeBytes(of: options.dtype.rawValue, as: UInt8.self)
+        (h + 1).storeBytes(of: UInt8(options.shuffle ? 1 : 0), as: UInt8.self)
+        (h + 2).storeBytes(of: UInt8(compressed ? 1 : 0), as: UInt8.self)
+        (h + 3).storeBytes(of: UInt8(0), as: UInt8.self)
+        (h + 4).storeBytes(of: UInt32(count).littleEndian, as: UInt32.self)
+        (h + 8).storeBytes(of: UInt32(storedBytes).littleEndian, as: UInt32.self)
+        return ShardEncodeInfo(rawBytes: rawBytes, storedBytes: storedBytes, compressed: compressed,
+                               nanos: monotonicNanos() - t0)
+    }
+
+    /// Decodes `shard` into `dst` (`shard.elementCount` floats). Returns nanoseconds spent.
+    @discardableResult
+    public func decode(_ shard: ShardView, into dst: UnsafeMutablePointer<Float>) throws -> UInt64 {
+        let t0 = monotonicNanos()
+        let n = shard.elementCount
+        let size = shard.dtype.size
+        let rawBytes = n * size
+        guard rawBytes <= Int(Int32.max) else { throw WireError.codec("shard of \(rawBytes) bytes is too large") }
+        ensureScratch(rawBytes)
+        let needsCast = shard.dtype != .f32
+        // Where the unshuffled, uncast bytes must end up: the output itself for F32.
+        let castSource: UnsafeMutableRawPointer = needsCast ? scratchB : UnsafeMutableRawPointer(dst)
+        var current: UnsafeRawPointer
+        if shard.compressed {
+            let target = shard.shuffle ? scratchA : castSource
+            let td = monotonicNanos()
+            let got = LZ4_decompress_safe(shard.stored.baseAddress?.assumingMemoryBound(to: CChar.self),
+                                          target.assumingMemoryBound(to: CChar.self),
+                                          Int32(shard.stored.count), Int32(rawBytes))
+            guard Int(got) == rawBytes else {
+                throw WireError.codec("LZ4 block decodes to \(got) bytes, expected \(rawBytes)")
+            }
+            auto.observeDecompression(raw: rawBytes, seconds: Double(monotonicNanos() - td) * 1e-9)
+            current = UnsafeRawPointer(target)
+        } else {
+            guard shard.stored.count == rawBytes else {
+                throw WireError.codec("raw shard has \(shard.stored.count) bytes, expected \(rawBytes)")
+            }
+            current = shard.stored.baseAddress ?? UnsafeRawPointer(castSource)
+        }
+        if shard.shuffle {
+            ByteShuffle.unshuffle(current, castSource, count: n, elementSize: size)
+            current = UnsafeRawPointer(castSource)
+        }
+        switch shard.dtype {
+        case .f32:
+            if current != UnsafeRawPointer(dst) && rawBytes > 0 {
+                UnsafeMutableRawPointer(dst).copyMemory(from: current, byteCount: rawBytes)
+            }
+        case .f16: FloatCast.fromF16(current.assumingMemoryBound(to: UInt16.self), dst, count: n)
+        case .bf16: FloatCast.fromBF16(current.assumingMemoryBound(to: UInt16.self), dst, count: n)
+        }
+        return monotonicNanos() - t0
+    }
+}
+
+extension ShardOptions: CustomStringConvertible {
+    /// Parses `dtype[+shuffle][+lz4|+auto]`, e.g. `f32` (raw), `f32+shuffle+auto` (the default),
+    /// `bf16+shuffle+lz4`. Returns nil for anything else.
+    public init?(parsing text: String) {
+        let parts = text.lowercased().split(separator: "+").map(String.init)
+        guard let first = parts.first, let dtype = ShardDType.allCases.first(where: { $0.description == first }) else {
+            return nil
+        }
+        var shuffle = false, compression = CompressionMode.none
+        for p in parts.dropFirst() {
+            switch p {
+            case "shuffle": shuffle = true
+            case "lz4": compression = .lz4
+            case "auto": compression = .auto
+            default: return nil
+            }
+        }
+        self.init(dtype: dtype, shuffle: shuffle, compression: compression)
+    }
+
+    public var description: String {
+        "\(dtype)" + (shuffle ? "+shuffle" : "") + (compression == .none ? "" : "+\(compression.rawValue)")
+    }
+}

@@ -1,1 +1,0 @@
-// Wire module: see specs/architecture.md for what it owns.

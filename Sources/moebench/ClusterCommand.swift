@@ -1,0 +1,176 @@
+import ArgumentParser
+import Cluster
+import DiT
+import Foundation
+import Wire
+
+/// `moebench cluster up|down|status`: the local workers of a hosts file.
+struct ClusterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "Start, stop and query the expert workers listed in a hosts file.",
+        discussion: """
+        The hosts file lists one worker a line: name, address, port, NUMA node, experts (e.g. `w0 127.0.0.1 7101 0
+        0-3`; `#` starts a comment; an expert on several lines is replicated). `up` starts the workers whose address
+        is on this machine and waits until each answers an authenticated handshake; `status` shows each worker's
+        NUMA placement and per-expert load; `down` asks them to exit. State (generated secret, logs, pid files)
+        lives in .moebench-cluster/ next to the hosts file.
+
+        Example:
+          moebench cluster up --config DiT-MoE-S/2-8E2A
+          moebench forward --config DiT-MoE-S/2-8E2A --input in.safetensors --output out.safetensors --hosts hosts
+          moebench cluster status
+          moebench cluster down
+        """,
+        subcommands: [Up.self, Down.self, Status.self])
+
+    struct Common: ParsableArguments {
+        @Option(help: "The hosts file.")
+        var hosts = "hosts"
+
+        @Option(name: .customLong("secret-file"), help: "Shared secret (default: .moebench-cluster/secret next to the hosts file; `up` creates it, mode 0600).")
+        var secretFile: String?
+
+        @Flag(help: "Print JSON instead of the table.")
+        var json = false
+
+        var secretPath: String { secretFile ?? ClusterRuntime.defaultSecretPath(forHosts: hosts) }
+
+        func loadHosts() throws -> HostsFile {
+            do { return try HostsFile.load(path: hosts) } catch let e as HostsFileError { throw ValidationError(e.description) }
+        }
+    }
+
+    struct Up: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start this machine's workers and wait until they are ready.")
+        @OptionGroup var common: Common
+
+        @Option(help: "A built-in config name or a JSON config file.")
+        var config: String
+
+        @Option(help: "Weights in safetensors; without it, seeded random weights.")
+        var weights: String?
+
+        @Option(help: "Seed of the random weights (used only without --weights).")
+        var seed: UInt64 = 0
+
+        @Option(help: "Seconds to wait for every worker to become ready.")
+        var timeout: Double = 120
+
+        func run() throws {
+            let hosts = try common.loadHosts()
+            let cfg: DiTConfig
+            do { cfg = try DiTConfig.resolve(config) } catch let e as DiTError { throw ValidationError(e.description) }
+            do { try hosts.validate(expertCount: cfg.numExperts) } catch let e as HostsFileError { throw ValidationError(e.description) }
+            let secret = try ClusterRuntime.loadOrCreateSecret(path: common.secretPath)
+            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+            let launcher = LocalLauncher(hostsPath: common.hosts, executable: exe)
+            var started: [(HostEntry, Int32)] = []
+            for e in hosts.entries {
+                var args = ["--listen", e.address.contains(":") ? "[\(e.address)]:\(e.port)" : "\(e.address):\(e.port)",
+                            "--numa-node", "\(e.numaNode)", "--experts", formatExpertList(e.experts), "--config", config,
+                            "--secret-file", common.secretPath, "--name", e.name]
+                args += weights.map { ["--weights", $0] } ?? ["--seed", "\(seed)"]
+                guard ClusterRuntime.isLocal(e.address) else {
+                    print("\(e.name): \(e.address) is not this machine; start it there with:\n  moebench worker " + args.joined(separator: " "))
+                    continue
+                }
+                if (try? ClusterRuntime.connect(e, secret: secret, timeout: 1)) != nil {
+                    print("\(e.name): already running at \(e.endpoint)")
+                    continue
+                }
+                let pid = try launcher.launch(e, workerArguments: args)
+                print("\(e.name): started pid \(pid) for experts \(formatExpertList(e.experts)) on NUMA node \(e.numaNode), log \(launcher.logFile(e))")
+                started.append((e, pid))
+            }
+            let deadline = Date().addingTimeInterval(timeout)
+            for (e, pid) in started {
+                while true {
+                    if let (c, w) = try? ClusterRuntime.connect(e, secret: secret, timeout: 1) {
+                        c.close()
+                        print("\(e.name): ready at \(e.endpoint), NUMA \(w.numa.verified ? "verified on node \(w.numa.requestedNode)" : "NOT verified (cpu node \(w.numa.cpuNode), pages node \(w.numa.pageNode))")")
+                        break
+                    }
+                    if !LocalLauncher.isRunning(pid) || Date() > deadline {
+                        let log = (try? String(contentsOfFile: launcher.logFile(e), encoding: .utf8)) ?? ""
+                        throw ValidationError("\(e.name) (hosts line \(e.line)) did not become ready"
+                                              + (LocalLauncher.isRunning(pid) ? " within \(timeout) s" : ": the process exited")
+                                              + ". Its log (\(launcher.logFile(e))):\n" + log.split(separator: "\n").suffix(10).joined(separator: "\n"))
+                    }
+                    Thread.sleep(forTimeInterval: 0.2)
+                }
+            }
+        }
+    }
+
+    struct Down: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Ask this hosts file's workers to exit.")
+        @OptionGroup var common: Common
+
+        func run() throws {
+            let hosts = try common.loadHosts()
+            let secret = try WireSecret(contentsOf: common.secretPath)
+            let launcher = LocalLauncher(hostsPath: common.hosts, executable: "")
+            for e in hosts.entries {
+                do {
+                    try ClusterRuntime.shutdown(e, secret: secret)
+                    print("\(e.name): shut down")
+                } catch {
+                    // Not reachable: if we started it and it still runs, stop that process.
+                    if let pid = launcher.recordedPID(e), LocalLauncher.isRunning(pid) {
+                        kill(pid, SIGTERM)
+                        print("\(e.name): did not answer (\(error)); sent SIGTERM to pid \(pid)")
+                    } else {
+                        print("\(e.name): not running (\(error))")
+                    }
+                }
+                try? FileManager.default.removeItem(atPath: launcher.pidFile(e))
+            }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show each worker's state, NUMA placement and per-expert load.")
+        @OptionGroup var common: Common
+
+        func run() throws {
+            let hosts = try common.loadHosts()
+            let secret = try WireSecret(contentsOf: common.secretPath)
+            var rows: [[String: Any]] = []
+            if !common.json {
+                print("worker  endpoint              state   NUMA (req/cpu/pages)  experts   rows served  compute ms  uptime s")
+            }
+            for e in hosts.entries {
+                do {
+                    let s = try ClusterRuntime.stats(e, secret: secret)
+                    let rowsServed = s.experts.reduce(0) { $0 + $1.rows }
+                    let ms = Double(s.experts.reduce(0) { $0 + $1.computeNanos }) / 1e6
+                    let numa = "\(s.numa.requestedNode)/\(s.numa.cpuNode)/\(s.numa.pageNode) " + (s.numa.verified ? "ok" : "--")
+                    if common.json {
+                        rows.append(["name": e.name, "endpoint": e.endpoint, "state": "up", "numa_requested": Int(s.numa.requestedNode),
+                                     "numa_cpu": Int(s.numa.cpuNode), "numa_pages": Int(s.numa.pageNode), "numa_verified": s.numa.verified,
+                                     "uptime_s": Double(s.uptimeNanos) / 1e9,
+                                     "experts": s.experts.map { ["expert": Int($0.expert), "requests": Int($0.requests), "rows": Int($0.rows),
+                                                                 "compute_ms": Double($0.computeNanos) / 1e6] }])
+                    } else {
+                        print(e.name.padding(toLength: 8, withPad: " ", startingAt: 0)
+                              + e.endpoint.padding(toLength: 22, withPad: " ", startingAt: 0) + "up      "
+                              + numa.padding(toLength: 22, withPad: " ", startingAt: 0)
+                              + formatExpertList(s.experts.map { Int($0.expert) }).padding(toLength: 10, withPad: " ", startingAt: 0)
+                              + String(format: "%11d  %10.1f  %8.0f", rowsServed, ms, Double(s.uptimeNanos) / 1e9))
+                    }
+                } catch {
+                    if common.json { rows.append(["name": e.name, "endpoint": e.endpoint, "state": "down", "error": "\(error)"]) }
+                    else {
+                        print(e.name.padding(toLength: 8, withPad: " ", startingAt: 0)
+                              + e.endpoint.padding(toLength: 22, withPad: " ", startingAt: 0) + "down    \(error)")
+                    }
+                }
+            }
+            if common.json {
+                let data = try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import ArgumentParser
+import Cluster
+import DiT
+import Foundation
+import Tensor
+import Wire
+
+/// `moebench worker`: serve some routed experts of a DiT-MoE over the wire protocol (docs/protocol.md).
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Serve a DiT-MoE's routed experts to a coordinator, bound to one NUMA node.",
+        discussion: """
+        Loads only the listed experts (of every MoE layer), binds its threads and memory to --numa-node with
+        libnuma and checks that it worked (the node of the CPU it runs on and of its weight pages), then serves
+        coordinators over TCP, one thread per connection. Peers must prove the shared secret in --secret-file;
+        anything malformed gets an ERROR and loses its connection while the others keep being served. STATS reports
+        rows served and compute time per expert. A SHUTDOWN from an authenticated peer ends the process.
+        Usually started for you by `moebench cluster up` from a hosts file.
+
+        Example:
+          moebench worker --listen 127.0.0.1:7101 --numa-node 0 --experts 0-3 \\
+                          --config DiT-MoE-S/2-8E2A --secret-file .moebench-cluster/secret
+        """)
+
+    @Option(help: "Address and port to listen on, e.g. 127.0.0.1:7101 or [::1]:7101.")
+    var listen: String
+
+    @Option(name: .customLong("numa-node"), help: "NUMA node to bind threads and memory to (-1: do not bind).")
+    var numaNode: Int = 0
+
+    @Option(help: "Experts to load and serve: ids and ranges, e.g. 0-3,6.")
+    var experts: String
+
+    @Option(help: "A built-in config name (e.g. DiT-MoE-S/2-8E2A) or a JSON config file.")
+    var config: String
+
+    @Option(help: "Weights in safetensors; without it, seeded random weights (use the same --seed as the coordinator).")
+    var weights: String?
+
+    @Option(help: "Seed of the random weights (used only without --weights).")
+    var seed: UInt64 = 0
+
+    @Option(name: .customLong("secret-file"), help: "File whose bytes are the cluster's shared secret (≥ 16 bytes).")
+    var secretFile: String
+
+    @Option(help: "Worker name reported to coordinators (default: the listen address).")
+    var name: String?
+
+    @Option(name: .customLong("max-frame-mib"), help: "Largest accepted frame payload in MiB.")
+    var maxFrameMiB: Int = 256
+
+    func run() throws {
+        BLASThreads.set(1)
+        Parallel.threads = 1
+        let (host, port) = try Self.parseEndpoint(listen)
+        let expertList: [Int]
+        do { expertList = try parseExpertList(experts) } catch {
+            throw ValidationError("--experts '\(experts)': \(error)")
+        }
+        do {
+            let cfg = try DiTConfig.resolve(config)
+            let secret = try WireSecret(contentsOf: secretFile)
+            let options = WorkerOptions(name: name ?? listen, host: host, port: port,
+                                        numaNode: numaNode >= 0 ? numaNode : nil, secret: secret,
+                                        limits: WireLimits(maxPayload: maxFrameMiB << 20))
+            let start = Date()
+            let worker = try ExpertWorker.start(config: cfg, source: weights.map { .safetensors(path: $0) } ?? .random(seed: seed),
+                                                experts: expertList, options: options)
+            let n = worker.numa
+            let numaText = n.requestedNode < 0 ? "not bound"
+                : "node \(n.requestedNode): CPU on node \(n.cpuNode), weight pages on node \(n.pageNode) — "
+                  + (n.verified ? "verified" : "NOT verified")
+            print("worker \(options.name): \(cfg.name) experts \(formatExpertList(expertList)) loaded in "
+                  + String(format: "%.1f s", Date().timeIntervalSince(start)) + "; NUMA \(numaText)")
+            print("listening on \(host):\(worker.port), model fingerprint \(worker.fingerprint)")
+            fflush(stdout)
+            worker.serve()
+            worker.waitForConnections()
+            print("worker \(options.name): shut down")
+        } catch let e as DiTError {
+            throw ValidationError(e.description)
+        } catch let e as NUMAError {
+            throw ValidationError("--numa-node \(numaNode): \(e)")
+        } catch let e as WireError {
+            throw ValidationError("\(e)")
+        } catch let e as ClusterError {
+            throw ValidationError("\(e)")
+        }
+    }
+
+    /// `host:port`, `[v6]:port`.
+    static func parseEndpoint(_ s: String) throws -> (String, Int) {
+        var host: Substring, portText: Substring
+        if s.hasPrefix("["), let close = s.firstIndex(of: "]") {
+            host = s[s.index(after: s.startIndex)..<close]
+            portText = s[s.index(after: close)...].dropFirst()
+        } else if let colon = s.lastIndex(of: ":") {
+            host = s[..<colon]; portText = s[s.index(after: colon)...]
+        } else {
+            throw ValidationError("--listen '\(s)': expected ADDRESS:PORT, e.g. 127.0.0.1:7101")
+        }
+        guard let port = Int(portText), (0...65535).contains(port), !host.isEmpty else {
+            throw ValidationError("--listen '\(s)': expected ADDRESS:PORT with a port in 0...65535")
+        }
+        return (String(host), port)
+    }
+}

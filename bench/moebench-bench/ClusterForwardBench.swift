@@ -1,0 +1,146 @@
+import ArgumentParser
+import Cluster
+import DiT
+import Foundation
+import Tensor
+import Wire
+
+/// A DiT-MoE forward with its experts on cluster workers, beside the in-process forward in the same run.
+struct ClusterForwardBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster-forward",
+        abstract: "DiT-MoE forward on expert workers vs in-process, with the routed-expert time split.",
+        discussion: """
+        Runs the in-process forward (the baseline) and then the same forward with its routed experts on workers,
+        --iterations times each after one warm-up, and prints median ms per forward. The cluster's routed-expert
+        time is split along the critical path of each layer into compute (worker GEMMs), codec (coordinator gather/
+        encode/decode/scatter plus worker decode/encode), transfer (round trip minus worker compute and codec) and
+        waiting (the rest). Without --hosts, two workers (experts 0-3 and 4-7) are started inside this process on
+        loopback ports (--replicate: both load all experts); with --hosts, the workers of that file are used (start them with `moebench cluster up`
+        with the same --config and --seed). Also reports max |difference| to the in-process output.
+        """)
+
+    @Option(help: "Model config.")
+    var config = "DiT-MoE-S/2-8E2A"
+
+    @Option(help: "Images per forward.")
+    var batch = 8
+
+    @Option(help: "Timed forwards per mode (median reported).")
+    var iterations = 5
+
+    @Option(help: "Seed of the random weights (workers must use the same).")
+    var seed: UInt64 = 0
+
+    @Option(parsing: .upToNextOption, help: "Shard codecs to run, e.g. f32 f32+shuffle+auto bf16+shuffle+lz4.")
+    var codecs: [String] = ["f32", "f32+shuffle+auto"]
+
+    @Flag(help: "Both in-process workers load every expert, so the coordinator balances rows between replicas (least loaded).")
+    var replicate = false
+
+    @Option(help: "Use the workers of this hosts file instead of starting two in-process workers.")
+    var hosts: String?
+
+    @Option(name: .customLong("secret-file"), help: "Secret for --hosts (default: next to the hosts file).")
+    var secretFile: String?
+
+    @Option(help: "Coordinator worker threads (default: all cores).")
+    var threads: Int?
+
+    @Flag(help: "Print JSON lines.")
+    var json = false
+
+    func run() throws {
+        BLASThreads.set(1)
+        Parallel.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let cfg = try DiTConfig.resolve(config)
+        let model = try DiTModel(config: cfg, source: .random(seed: seed))
+        let image = cfg.inChannels * cfg.inputSize * cfg.inputSize
+        var s: UInt64 = 5
+        let x = (0..<(batch * image)).map { _ -> Float in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s >> 11) % 2000) / 1000 - 1
+        }
+        let t = [Float](repeating: 400, count: batch), y = (0..<batch).map { Int32($0 % cfg.numClasses) }
+        let outCount = batch * cfg.outChannels * cfg.inputSize * cfg.inputSize
+        var reference = [Float](repeating: 0, count: outCount)
+
+        func timeForwards(_ out: inout [Float], _ between: () -> Void = {}) throws -> (median: Double, profile: PhaseProfile) {
+            try model.forward(x: x, t: t, y: y, batch: batch, out: &out)   // warm-up
+            between()
+            var times: [Double] = []
+            model.profile = PhaseProfile()
+            for _ in 0..<iterations {
+                let t0 = monotonicNanos()
+                try model.forward(x: x, t: t, y: y, batch: batch, out: &out)
+                times.append(Double(monotonicNanos() - t0) / 1e6)
+            }
+            let p = model.profile!
+            model.profile = nil
+            return (medianOf(times), p)
+        }
+
+        let inProcess = model.executor
+        let (baseMs, baseProfile) = try timeForwards(&reference)
+        let baseRouted = Double(baseProfile.nanoseconds[.routedExperts] ?? 0) / 1e6 / Double(iterations)
+        if json {
+            print(#"{"mode":"in-process","config":"\#(cfg.name)","batch":\#(batch),"ms":\#(baseMs),"routed_ms":\#(baseRouted),"threads":\#(Parallel.threads)}"#)
+        } else {
+            print("\(cfg.name), batch \(batch), \(Parallel.threads) coordinator thread(s), median of \(iterations); shared 2-vCPU machine")
+            print(String(format: "in-process            %8.1f ms/forward   (routed experts %.1f ms)", baseMs, baseRouted))
+            print("cluster codec          ms/forward  vs in-proc  routed ms = compute + codec + transfer + waiting   MB sent/fwd  max|Δ|")
+        }
+
+        // Workers: in-process on loopback unless a hosts file is given.
+        var localWorkers: [ExpertWorker] = []
+        let hostsFile: HostsFile
+        let secret: WireSecret
+        if let hosts {
+            hostsFile = try HostsFile.load(path: hosts)
+            secret = try WireSecret(contentsOf: secretFile ?? ClusterRuntime.defaultSecretPath(forHosts: hosts))
+        } else {
+            secret = try WireSecret(bytes: WireSecret.randomBytes())
+            let half = cfg.numExperts / 2
+            var entries: [HostEntry] = []
+            let layout = replicate ? [Array(0..<cfg.numExperts), Array(0..<cfg.numExperts)]
+                                   : [Array(0..<half), Array(half..<cfg.numExperts)]
+            for (i, experts) in layout.enumerated() {
+                let w = try ExpertWorker.start(config: cfg, source: .random(seed: seed), experts: experts,
+                                               options: WorkerOptions(name: "w\(i)", port: 0, secret: secret))
+                w.serveInBackground()
+                localWorkers.append(w)
+                entries.append(HostEntry(name: "w\(i)", address: "127.0.0.1", port: w.port, numaNode: 0, experts: experts, line: i + 1))
+            }
+            hostsFile = HostsFile(path: "in-process", entries: entries)
+        }
+        defer { for w in localWorkers { w.stop() } }
+
+        for codecText in codecs {
+            guard let codec = ShardOptions(parsing: codecText) else {
+                throw ValidationError("codec '\(codecText)': expected dtype[+shuffle][+lz4|+auto], e.g. f32+shuffle+auto")
+            }
+            let exec = try ClusterExpertExecutor(hosts: hostsFile, expertCount: cfg.numExperts,
+                                                 options: ClusterOptions(secret: secret,
+                                                                         fingerprint: ModelFingerprint(hashing: model.weights.fingerprint),
+                                                                         codec: codec))
+            model.executor = exec
+            var out = [Float](repeating: 0, count: outCount)
+            let (ms, _) = try timeForwards(&out) { exec.resetTiming() }
+            let tm = exec.timing
+            let per = 1e6 * Double(iterations)
+            let maxDiff = zip(out, reference).map { abs($0 - $1) }.max() ?? 0
+            let mb = Double(tm.bytesSent + tm.bytesReceived) / 1e6 / Double(iterations)
+            if json {
+                print(#"{"mode":"cluster","codec":"\#(codec)","ms":\#(ms),"ratio_to_in_process":\#(ms / baseMs),"compute_ms":\#(Double(tm.computeNanos) / per),"codec_ms":\#(Double(tm.codecNanos) / per),"transfer_ms":\#(Double(tm.transferNanos) / per),"waiting_ms":\#(Double(tm.waitingNanos) / per),"mb_per_forward":\#(mb),"max_abs_diff":\#(maxDiff)}"#)
+            } else {
+                print(codec.description.padding(toLength: 22, withPad: " ", startingAt: 0)
+                      + String(format: "%8.1f     %6.2fx   %6.1f = %6.1f + %5.1f + %6.1f + %6.1f   %11.2f  %.1e",
+                               ms, ms / baseMs, Double(tm.totalNanos) / per, Double(tm.computeNanos) / per,
+                               Double(tm.codecNanos) / per, Double(tm.transferNanos) / per, Double(tm.waitingNanos) / per,
+                               mb, maxDiff))
+            }
+            exec.close()
+        }
+        model.executor = inProcess
+    }
+}
