@@ -58,48 +58,13 @@ struct ClusterCommand: ParsableCommand {
         var timeout: Double = 120
 
         func run() throws {
-            let hosts = try common.loadHosts()
             let cfg: DiTConfig
             do { cfg = try DiTConfig.resolve(config) } catch let e as DiTError { throw ValidationError(e.description) }
-            do { try hosts.validate(expertCount: cfg.numExperts) } catch let e as HostsFileError { throw ValidationError(e.description) }
-            let secret = try ClusterRuntime.loadOrCreateSecret(path: common.secretPath)
-            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-            let launcher = LocalLauncher(hostsPath: common.hosts, executable: exe)
-            var started: [(HostEntry, Int32)] = []
-            for e in hosts.entries {
-                var args = ["--listen", e.address.contains(":") ? "[\(e.address)]:\(e.port)" : "\(e.address):\(e.port)",
-                            "--numa-node", "\(e.numaNode)", "--experts", formatExpertList(e.experts), "--config", config,
-                            "--secret-file", common.secretPath, "--name", e.name]
-                args += weights.map { ["--weights", $0] } ?? ["--seed", "\(seed)"]
-                guard ClusterRuntime.isLocal(e.address) else {
-                    print("\(e.name): \(e.address) is not this machine; start it there with:\n  moebench worker " + args.joined(separator: " "))
-                    continue
-                }
-                if (try? ClusterRuntime.connect(e, secret: secret, timeout: 1)) != nil {
-                    print("\(e.name): already running at \(e.endpoint)")
-                    continue
-                }
-                let pid = try launcher.launch(e, workerArguments: args)
-                print("\(e.name): started pid \(pid) for experts \(formatExpertList(e.experts)) on NUMA node \(e.numaNode), log \(launcher.logFile(e))")
-                started.append((e, pid))
-            }
-            let deadline = Date().addingTimeInterval(timeout)
-            for (e, pid) in started {
-                while true {
-                    if let (c, w) = try? ClusterRuntime.connect(e, secret: secret, timeout: 1) {
-                        c.close()
-                        print("\(e.name): ready at \(e.endpoint), NUMA \(w.numa.verified ? "verified on node \(w.numa.requestedNode)" : "NOT verified (cpu node \(w.numa.cpuNode), pages node \(w.numa.pageNode))")")
-                        break
-                    }
-                    if !LocalLauncher.isRunning(pid) || Date() > deadline {
-                        let log = (try? String(contentsOfFile: launcher.logFile(e), encoding: .utf8)) ?? ""
-                        throw ValidationError("\(e.name) (hosts line \(e.line)) did not become ready"
-                                              + (LocalLauncher.isRunning(pid) ? " within \(timeout) s" : ": the process exited")
-                                              + ". Its log (\(launcher.logFile(e))):\n" + log.split(separator: "\n").suffix(10).joined(separator: "\n"))
-                    }
-                    Thread.sleep(forTimeInterval: 0.2)
-                }
-            }
+            do {
+                let cluster = try LocalCluster(hostsPath: common.hosts, secretPath: common.secretPath)
+                try cluster.up(configArgument: config, config: cfg, weights: weights, seed: seed, timeout: timeout) { print($0) }
+            } catch let e as HostsFileError { throw ValidationError(e.description) }
+            catch let e as ClusterError { throw ValidationError("\(e)") }
         }
     }
 
@@ -108,24 +73,9 @@ struct ClusterCommand: ParsableCommand {
         @OptionGroup var common: Common
 
         func run() throws {
-            let hosts = try common.loadHosts()
-            let secret = try WireSecret(contentsOf: common.secretPath)
-            let launcher = LocalLauncher(hostsPath: common.hosts, executable: "")
-            for e in hosts.entries {
-                do {
-                    try ClusterRuntime.shutdown(e, secret: secret)
-                    print("\(e.name): shut down")
-                } catch {
-                    // Not reachable: if we started it and it still runs, stop that process.
-                    if let pid = launcher.recordedPID(e), LocalLauncher.isRunning(pid) {
-                        kill(pid, SIGTERM)
-                        print("\(e.name): did not answer (\(error)); sent SIGTERM to pid \(pid)")
-                    } else {
-                        print("\(e.name): not running (\(error))")
-                    }
-                }
-                try? FileManager.default.removeItem(atPath: launcher.pidFile(e))
-            }
+            do {
+                try LocalCluster(hostsPath: common.hosts, secretPath: common.secretPath).down { print($0) }
+            } catch let e as HostsFileError { throw ValidationError(e.description) }
         }
     }
 

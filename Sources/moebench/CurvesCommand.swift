@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Diffusion
 import Harness
+import Tensor
 
 struct CurvesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -41,7 +41,8 @@ func logLogSlope(_ ns: [Int], _ errors: [Double]) -> Double {
 
 func fixtureURL(_ name: String) throws -> URL {
     guard let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures") else {
-        throw XCTSkip("missing fixture \(name)")
+        struct MissingFixture: Error, CustomStringConvertible { let description: String }
+        throw MissingFixture(description: "missing fixture Fixtures/\(name) (regenerate with the script in tools/)")
     }
     return url
 }

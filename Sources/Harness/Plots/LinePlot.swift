@@ -127,8 +127,12 @@ fileprivate struct Axis {
         if vals.isEmpty { vals = [0, 1] }
         var lo = vals.min()!, hi = vals.max()!
         if useLog {
-            lo = pow(10, Foundation.log10(lo).rounded(.down)); hi = pow(10, Foundation.log10(hi).rounded(.up))
-            if lo == hi { lo /= 10; hi *= 10 }
+            // Snap outwards to 1-2-5 values: 10…200 stays 10…200 instead of growing to 10…1000.
+            let steps: [Double] = [1, 2, 5, 10]
+            let eLo = Foundation.log10(lo).rounded(.down), eHi = Foundation.log10(hi).rounded(.down)
+            lo = (steps.last { $0 * pow(10, eLo) <= lo * (1 + 1e-9) } ?? 1) * pow(10, eLo)
+            hi = (steps.first { $0 * pow(10, eHi) >= hi * (1 - 1e-9) } ?? 10) * pow(10, eHi)
+            if lo == hi { lo /= 2; hi *= 2 }
         } else {
             if lo == hi { lo -= 1; hi += 1 }
             let pad = 0.05 * (hi - lo)
@@ -146,13 +150,13 @@ fileprivate struct Axis {
 
     var ticks: [Double] {
         if log {
-            let e0 = Int(Foundation.log10(lo).rounded()), e1 = Int(Foundation.log10(hi).rounded())
-            let mult: [Double] = e1 - e0 <= 2 ? [1, 2, 5] : [1]
+            let e0 = Int(Foundation.log10(lo).rounded(.down)), e1 = Int(Foundation.log10(hi).rounded(.up))
+            let mult: [Double] = Foundation.log10(hi / lo) <= 2.5 ? [1, 2, 5] : [1]
             var t = [Double]()
             for e in e0...e1 { for m in mult { let v = m * pow(10, Double(e)); if v >= lo * 0.999 && v <= hi * 1.001 { t.append(v) } } }
             return t
         }
-        let raw = (hi - lo) / 5
+        let raw = (hi - lo) / 6
         let mag = pow(10, Foundation.log10(raw).rounded(.down))
         let step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? 10 * mag
         var t = [Double](), v = (lo / step).rounded(.up) * step

@@ -1,0 +1,75 @@
+// The suite's access to the Cluster module: start (or join) the workers of the profile's hosts file, hand the
+// model a cluster expert executor, and shut down what the suite started.
+import Cluster
+import DiT
+import Foundation
+import Metrics
+import Wire
+
+enum HostsPlacement {
+    /// The expert placement a hosts file describes (for per-worker and per-NUMA-node loads).
+    static func load(path: String, experts: Int) throws -> ExpertPlacement {
+        let hosts = try HostsFile.load(path: path)
+        try hosts.validate(expertCount: experts)
+        return try placement(hosts, experts: experts)
+    }
+
+    static func placement(_ hosts: HostsFile, experts: Int) throws -> ExpertPlacement {
+        try ExpertPlacement(experts: experts, workers: hosts.entries.map {
+            ExpertPlacement.Worker(name: $0.name, numaNode: $0.numaNode, experts: $0.experts)
+        })
+    }
+}
+
+extension CodecSettings {
+    var shardOptions: ShardOptions {
+        let dtype: ShardDType = self.dtype == .f32 ? .f32 : self.dtype == .f16 ? .f16 : .bf16
+        let mode: CompressionMode = lz4 == .on ? .lz4 : lz4 == .off ? .none : .auto
+        return ShardOptions(dtype: dtype, shuffle: shuffle, compression: mode)
+    }
+}
+
+public final class LocalClusterSession: ClusterSession {
+    let cluster: LocalCluster
+    let started: Bool
+    let progress: Progress
+    public let placement: ExpertPlacement
+    public let summary: String
+
+    /// `launch = "local"` starts this machine's workers of the hosts file (with the suite's config and weights) and
+    /// stops them at `shutdown`; `launch = "external"` only connects to workers someone else started.
+    public init(settings: ClusterSettings, config: DiTConfig, source: WeightSource, progress: Progress) throws {
+        cluster = try LocalCluster(hostsPath: settings.hosts, secretPath: settings.secretFile)
+        self.progress = progress
+        placement = try HostsPlacement.placement(cluster.hosts, experts: config.numExperts)
+        if settings.launch == .local {
+            // Workers get the exact config (with any depth or image-size override) as a JSON file.
+            let dir = ClusterRuntime.stateDirectory(forHosts: settings.hosts)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let configPath = dir + "/suite-config.json"
+            try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: configPath))
+            var weights: String?, seed: UInt64 = 0
+            switch source {
+            case let .safetensors(path): weights = path
+            case let .random(s): seed = s
+            }
+            let launched = try cluster.up(configArgument: configPath, config: config, weights: weights, seed: seed) { progress.say("cluster: " + $0) }
+            started = !launched.isEmpty
+        } else {
+            started = false
+        }
+        let nodes = Set(cluster.hosts.entries.map(\.numaNode)).sorted()
+        summary = "\(cluster.hosts.entries.count) worker(s) from \(settings.hosts) on NUMA node(s) \(nodes.map(String.init).joined(separator: ", "))"
+            + (settings.launch == .local ? ", started by the suite" : ", started externally")
+    }
+
+    public func executor(for weights: DiTWeights, codec: CodecSettings) throws -> ExpertExecutor {
+        try ClusterRuntime.executor(hostsPath: cluster.hostsPath, secretPath: cluster.secretPath, weights: weights,
+                                    codec: codec.shardOptions)
+    }
+
+    public func shutdown() {
+        guard started else { return }
+        try? cluster.down { progress.say("cluster: " + $0) }
+    }
+}

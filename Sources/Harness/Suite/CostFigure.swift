@@ -1,0 +1,22 @@
+// The cost part's figure: single-stream p50 milliseconds per image against batch size, one line per
+// (model, execution), so batching efficiency and the MoE/dense gap read off one panel.
+enum CostFigure {
+    static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+
+    static func latencyByBatch(_ cells: [CostCell]) -> String? {
+        let single = cells.filter { $0.scenario == Scenario.singleStream.rawValue }
+        var keys: [String] = []
+        for c in single where !keys.contains("\(c.name) (\(c.execution))") { keys.append("\(c.name) (\(c.execution))") }
+        guard !keys.isEmpty else { return nil }
+        let series = keys.enumerated().map { i, key in
+            PlotSeries(name: key,
+                       points: single.filter { "\($0.name) (\($0.execution))" == key }.map {
+                           PlotPoint(x: Double($0.batch), y: $0.latency.p50Ms / Double($0.imagesPerQuery))
+                       },
+                       color: palette[i % palette.count], dashed: key.hasSuffix("(cluster)"))
+        }
+        let panel = PlotPanel(title: "p50 latency per image", xLabel: "batch (images per query)", yLabel: "ms per image",
+                              series: series)
+        return LinePlot(title: "Single-stream cost by batch size", panels: [panel], columns: 1).svg()
+    }
+}

@@ -1,0 +1,211 @@
+// `moebench suite`: runs a profile's parts in order (cost, load balance, curves), writing each part into the
+// results directory as soon as it finishes (results.json is rewritten atomically), so an interrupted suite keeps
+// what it finished. Ends by rendering index.html.
+import DiT
+import Foundation
+import Metrics
+import Tensor
+
+/// Routed experts on a cluster: what the suite needs from the Cluster module (implemented in ClusterBackend.swift).
+public protocol ClusterSession: AnyObject {
+    /// An executor for `weights`' routed experts on the cluster's workers.
+    func executor(for weights: DiTWeights, codec: CodecSettings) throws -> ExpertExecutor
+    /// Where each expert lives (for per-worker and per-NUMA-node load).
+    var placement: ExpertPlacement { get }
+    /// One line describing the cluster (workers, nodes) for the report.
+    var summary: String { get }
+    func shutdown()
+}
+
+public final class SuiteRunner {
+    public let profile: Profile
+    public let progress: Progress
+    public let resultsRoot: URL
+    /// Starts or connects to the cluster of `[cluster]`; nil when the build has no cluster support.
+    public var openCluster: ((ClusterSettings, DiTConfig, WeightSource) throws -> ClusterSession)?
+    public private(set) var store: ResultsStore?
+
+    public init(profile: Profile, resultsRoot: URL, progress: Progress = Progress()) {
+        self.profile = profile
+        self.resultsRoot = resultsRoot
+        self.progress = progress
+    }
+
+    /// Runs the suite; returns the results directory. A part that fails is recorded as failed (with what it
+    /// measured) and the suite goes on; the suite's status is then "failed".
+    @discardableResult
+    public func run() throws -> URL {
+        let machine = MachineInfo.collect(gitDirectory: FileManager.default.currentDirectoryPath)
+        let store = try ResultsStore.create(root: resultsRoot, profile: profile, machine: machine)
+        self.store = store
+        progress.say("results → \(store.directory.path)")
+        BLASThreads.set(1)
+        Parallel.threads = profile.run.blasThreads ?? ProcessInfo.processInfo.activeProcessorCount
+        var failed = false
+        func part(_ id: String, _ title: String, _ body: () throws -> ResultPart) throws {
+            let started = ResultsStore.iso8601(Date())
+            do {
+                var p = try body()
+                p.startedAt = started
+                p.finishedAt = ResultsStore.iso8601(Date())
+                try store.add(p)
+            } catch {
+                failed = true
+                progress.say("\(id) failed: \(error)")
+                try store.add(ResultPart(id: id, title: title, status: "failed", error: "\(error)", startedAt: started,
+                                         finishedAt: ResultsStore.iso8601(Date())))
+            }
+            try ReportRenderer.write(directory: store.directory)
+        }
+        if let cost = profile.cost { try part("cost", "Inference cost: dense versus MoE") { try runCost(cost, store: store) } }
+        if let lb = profile.loadBalance { try part("load_balance", "Expert load balance") { try runLoadBalance(lb, store: store) } }
+        if let curves = profile.curves { try part("curves", "NFE versus Fréchet distance") { try runCurves(curves, store: store) } }
+        try store.finish(status: failed ? "failed" : "complete")
+        try ReportRenderer.write(directory: store.directory)
+        progress.say("done: \(store.directory.appendingPathComponent("index.html").path)")
+        return store.directory
+    }
+
+    // MARK: Models
+
+    func resolve(_ id: String) throws -> (DiTConfig, WeightSource) {
+        guard let spec = profile.model(id) else { throw SuiteError.unknownModel(id) }
+        let config: DiTConfig
+        if let name = spec.builtin {
+            guard let c = BuiltinModels.config(name, imageSize: spec.imageSize ?? 256, depth: spec.depth) else { throw SuiteError.unknownModel(name) }
+            config = c
+        } else if let path = spec.config {
+            config = try DiTConfig.load(jsonFile: path)
+        } else {
+            throw SuiteError.unknownModel(id)
+        }
+        let source: WeightSource = spec.weights.map { .safetensors(path: $0) } ?? .random(seed: profile.run.seeds.first ?? 0)
+        return (config, source)
+    }
+
+    // MARK: Cost
+
+    func runCost(_ suite: CostSuite, store: ResultsStore) throws -> ResultPart {
+        progress.say("cost: measuring the sgemm roofline")
+        let roofline = Roofline.sgemm(threads: Parallel.threads)
+        let roofline1 = Roofline.sgemm(threads: 1)
+        let runner = CostRunner(suite: suite, run: profile.run, progress: progress, roofline: roofline)
+        var cells: [CostCell] = []
+        var notes: [String] = [String(format: "sgemm roofline measured in this run: %.1f GFLOP/s on %d worker(s) (%.1f on one).", roofline, Parallel.threads, roofline1)]
+        var clusterSession: ClusterSession?
+        defer { clusterSession?.shutdown() }
+        let codec = profile.codecs.first ?? CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)
+        for id in suite.models + suite.baselines {
+            let (config, source) = try resolve(id)
+            progress.say("cost: loading \(config.name) (\(id))")
+            let weights = try DiTWeights(config: config, source: source)
+            for execution in suite.execution {
+                if execution == .cluster && !config.isMoE { continue }
+                let model: DiTModel
+                if execution == .cluster {
+                    guard let settings = profile.cluster, let open = openCluster else { throw SuiteError.noCluster }
+                    if clusterSession == nil {
+                        progress.say("cost: starting the cluster from \(settings.hosts)")
+                        clusterSession = try open(settings, config, source)
+                        notes.append("Cluster: \(clusterSession!.summary).")
+                    }
+                    model = try DiTModel(weights: weights, executor: try clusterSession!.executor(for: weights, codec: codec))
+                } else {
+                    model = try DiTModel(weights: weights)
+                }
+                for batch in suite.batchSizes {
+                    for scenario in suite.scenarios {
+                        progress.say("cost: \(config.name) \(execution.rawValue) batch \(batch) \(scenario.rawValue)")
+                        let cell = try runner.measure(model: model, id: id, execution: execution, batch: batch, scenario: scenario,
+                                                      seed: profile.run.seeds.first ?? 0)
+                        progress.say(String(format: "      p50 %.1f ms, %.2f images/s, %.0f%% of roofline", cell.latency.p50Ms,
+                                            cell.imagesPerSecond, 100 * cell.fractionOfRoofline))
+                        cells.append(cell)
+                    }
+                }
+            }
+            // Keep what is finished: rewrite the part after every model.
+            try store.add(try costPart(cells, suite: suite, roofline: roofline, notes: notes, store: store, final: false))
+        }
+        return try costPart(cells, suite: suite, roofline: roofline, notes: notes, store: store, final: true)
+    }
+
+    func costPart(_ cells: [CostCell], suite: CostSuite, roofline: Double, notes: [String], store: ResultsStore, final: Bool) throws -> ResultPart {
+        let tables = try [CostTables.cells(cells, roofline: roofline), CostTables.comparisons(cells, suite: suite), CostTables.phases(cells)]
+            .map { try store.writeCSV($0) }
+        var figures: [ResultFigure] = []
+        if final, let svg = CostFigure.latencyByBatch(cells) {
+            try store.writeSVG("cost_latency.svg", svg)
+            figures.append(ResultFigure(id: "cost_latency", title: "Single-stream latency per image by batch size", file: "cost_latency.svg",
+                                        caption: "p50 milliseconds per image (query latency / images per query); lower is better."))
+        }
+        var summary = notes
+        for row in CostTables.comparisons(cells, suite: suite).rows {
+            if case let .string(what) = row[0], case let .number(b) = row[1], case let .number(lat) = row[4], case let .number(fl) = row[3] {
+                summary.append(String(format: "%@ at batch %.0f: %.2f× the FLOPs, %.2f× the latency.", what, b, fl, lat))
+            }
+        }
+        return ResultPart(id: "cost", title: "Inference cost: dense versus MoE", status: final ? "done" : "running",
+                          summary: summary, tables: tables, figures: figures, data: try JSONValue.from(cells))
+    }
+
+    // MARK: Load balance
+
+    func runLoadBalance(_ suite: LoadBalanceSuite, store: ResultsStore) throws -> ResultPart {
+        let (config, source) = try resolve(suite.model)
+        guard config.isMoE else { throw SuiteError.notMoE(suite.model) }
+        progress.say("load balance: \(config.name), \(suite.sampler.rawValue) \(suite.steps) steps, classes \(suite.classes)")
+        let weights = try DiTWeights(config: config, source: source)
+        var session: ClusterSession?
+        defer { session?.shutdown() }
+        let model: DiTModel
+        var placement: ExpertPlacement?
+        if suite.execution == .cluster {
+            guard let settings = profile.cluster, let open = openCluster else { throw SuiteError.noCluster }
+            session = try open(settings, config, source)
+            let codec = profile.codecs.first ?? CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)
+            model = try DiTModel(weights: weights, executor: try session!.executor(for: weights, codec: codec))
+            placement = session!.placement
+        } else {
+            model = try DiTModel(weights: weights)
+            placement = try hostsPlacement(experts: config.numExperts)
+        }
+        let recorder = try LoadBalanceRun(suite: suite, progress: progress).run(model: model, seed: profile.run.seeds.first ?? 0)
+        var part = try LoadBalancePart.make(recorder: recorder, placement: placement, extraSlotsPerWorker: suite.extraSlotsPerWorker,
+                                            heatmapLayers: suite.heatmapLayers, store: store)
+        part.summary.insert("\(config.name) (\(source.description)), \(suite.sampler.rawValue) sampling, \(suite.steps) steps, CFG \(suite.cfgScale), classes \(suite.classes) × \(suite.samplesPerClass).", at: 0)
+        return part
+    }
+
+    /// The placement of the profile's hosts file, for per-worker loads of an in-process run (nil without one).
+    func hostsPlacement(experts: Int) throws -> ExpertPlacement? {
+        guard let hosts = profile.cluster?.hosts else { return nil }
+        return try HostsPlacement.load(path: hosts, experts: experts)
+    }
+
+    // MARK: Curves
+
+    func runCurves(_ sweep: CurvesSettings, store: ResultsStore) throws -> ResultPart {
+        try CurvesPart.run(sweep, store: store, progress: progress)
+    }
+}
+
+public enum SuiteError: Error, CustomStringConvertible {
+    case unknownModel(String), noCluster, notMoE(String)
+    public var description: String {
+        switch self {
+        case let .unknownModel(id): return "model '\(id)' cannot be resolved (built-in name or config file)"
+        case .noCluster: return "the profile asks for cluster execution but no cluster is available"
+        case let .notMoE(id): return "model '\(id)' is dense; load balance needs a MoE model"
+        }
+    }
+}
+
+extension WeightSource {
+    public var description: String {
+        switch self {
+        case let .safetensors(path): return "weights \(path)"
+        case let .random(seed): return "random weights, seed \(seed)"
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import Harness
+
+struct Suite: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a benchmark suite from a profile and write results, figures and an HTML report.",
+        discussion: """
+        PROFILE is a TOML file (schema: profiles/README.md); without it the embedded default runs (the same as
+        profiles/default.toml): dense versus MoE cost in-process and on the local cluster of `hosts`, expert load
+        balance over a short sampling run, and an NFE–FD sweep of the samplers on the exact-score testbed — about
+        5 minutes on 2 cores.
+
+        Output: <results>/<yyyyMMdd-HHmmss>-<profile>/ with results.json (schema: docs/results.md), one CSV per
+        table, SVG figures and index.html (self-contained; open it in any browser, no network needed). Each part
+        is written as soon as it finishes, so an interrupted suite keeps what it finished; `moebench report DIR`
+        re-renders index.html. Progress goes to stderr; the summary table to stdout (--json for machine output).
+
+        Relative paths inside a profile (hosts, configs, weights) are resolved from the current directory.
+        """)
+
+    @Argument(help: "Profile TOML file (default: the embedded default profile).")
+    var profile: String?
+
+    @Option(help: "Directory under which the results directory is created.")
+    var results: String = "results"
+
+    @Flag(help: "Print the summary as JSON (the finished results.json document) instead of tables.")
+    var json = false
+
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+
+    func run() throws {
+        let p: Profile
+        do {
+            p = try profile.map { try Profile.load(path: $0) } ?? Profile.embeddedDefault()
+        } catch let e as ProfileError {
+            throw ValidationError(e.description)
+        }
+        let progress = Progress(enabled: !quiet)
+        let runner = SuiteRunner(profile: p, resultsRoot: URL(fileURLWithPath: results), progress: progress)
+        runner.openCluster = { settings, config, source in
+            try LocalClusterSession(settings: settings, config: config, source: source, progress: progress)
+        }
+        let dir = try runner.run()
+        let doc = try ResultsStore.loadDocument(directory: dir)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys, .prettyPrinted]
+            print(String(decoding: try enc.encode(doc), as: UTF8.self))
+        } else {
+            print(SummaryTable.render(doc))
+            print("report: \(dir.appendingPathComponent("index.html").path)")
+        }
+        if doc.status != "complete" { throw ExitCode(1) }
+    }
+}
