@@ -16,7 +16,7 @@ final class ClusterExecutorTests: XCTestCase {
         let input = TinyInput(batch: 3)
         let want = try input.run(local)
 
-        let cluster = try LocalCluster([("w0", [0, 1, 2, 3]), ("w1", [4, 5, 6, 7])])
+        let cluster = try TestCluster([("w0", [0, 1, 2, 3]), ("w1", [4, 5, 6, 7])])
         for codec in [ShardOptions.raw, ShardOptions(dtype: .f32, shuffle: true, compression: .lz4), .default] {
             let remote = try DiTModel(config: tinyConfig, source: tinySource)
             let routing = RoutingRecorder()
@@ -45,7 +45,7 @@ final class ClusterExecutorTests: XCTestCase {
         let local = try DiTModel(config: tinyConfig, source: tinySource)
         let input = TinyInput(batch: 2)
         let want = try input.run(local)
-        let cluster = try LocalCluster([("w0", Array(0..<8))])
+        let cluster = try TestCluster([("w0", Array(0..<8))])
         let remote = try DiTModel(config: tinyConfig, source: tinySource)
         remote.executor = try cluster.executor(codec: ShardOptions(dtype: .bf16, shuffle: true, compression: .lz4),
                                                weights: remote.weights)
@@ -64,7 +64,7 @@ final class ClusterExecutorTests: XCTestCase {
         let local = try DiTModel(config: tinyConfig, source: tinySource)
         let input = TinyInput(batch: 2)
         let want = try input.run(local)
-        let cluster = try LocalCluster([("w0", Array(0..<8)), ("w1", [4, 5, 6, 7]), ("w2", [0, 1, 2, 3])])
+        let cluster = try TestCluster([("w0", Array(0..<8)), ("w1", [4, 5, 6, 7]), ("w2", [0, 1, 2, 3])])
         let remote = try DiTModel(config: tinyConfig, source: tinySource)
         let exec = try cluster.executor(weights: remote.weights)
         remote.executor = HookedExecutor(inner: exec, beforeLayer: 1) { cluster.workers[1].stop() }
@@ -78,7 +78,7 @@ final class ClusterExecutorTests: XCTestCase {
 
     /// Without a replica the forward fails with an error naming the dead worker, promptly.
     func testKilledWorkerWithoutReplicaIsReportedByName() throws {
-        let cluster = try LocalCluster([("w0", [0, 1, 2, 3]), ("w1", [4, 5, 6, 7])])
+        let cluster = try TestCluster([("w0", [0, 1, 2, 3]), ("w1", [4, 5, 6, 7])])
         let remote = try DiTModel(config: tinyConfig, source: tinySource)
         let exec = try cluster.executor(requestTimeout: 5, weights: remote.weights)
         remote.executor = HookedExecutor(inner: exec, beforeLayer: 1) { cluster.workers[1].stop() }
@@ -125,7 +125,7 @@ final class ClusterExecutorTests: XCTestCase {
     }
 
     func testWrongSecretAndWrongModelAreRefused() throws {
-        let cluster = try LocalCluster([("w0", Array(0..<8))])
+        let cluster = try TestCluster([("w0", Array(0..<8))])
         let weights = try DiTWeights(config: tinyConfig, source: tinySource)
         let wrong = try WireSecret(bytes: Array("some other secret entirely".utf8))
         XCTAssertThrowsError(try cluster.executor(secret: wrong, weights: weights)) { e in
@@ -144,7 +144,7 @@ final class ClusterExecutorTests: XCTestCase {
     }
 
     func testHostsListingExpertsTheWorkerDoesNotLoadIsRefused() throws {
-        let cluster = try LocalCluster([("w0", [0, 1, 2, 3]), ("w1", [4, 5, 6, 7])])
+        let cluster = try TestCluster([("w0", [0, 1, 2, 3]), ("w1", [4, 5, 6, 7])])
         cluster.hosts.entries[0].experts = [0, 1, 2, 3, 4]
         let weights = try DiTWeights(config: tinyConfig, source: tinySource)
         XCTAssertThrowsError(try cluster.executor(weights: weights)) { e in
@@ -156,7 +156,7 @@ final class ClusterExecutorTests: XCTestCase {
     /// Garbage, truncated frames and requests for foreign experts get ERROR and a closed connection; the worker
     /// keeps serving everyone else.
     func testWorkerSurvivesMalformedInput() throws {
-        let cluster = try LocalCluster([("w0", [0, 1, 2, 3]), ("w1", [4, 5, 6, 7])])
+        let cluster = try TestCluster([("w0", [0, 1, 2, 3]), ("w1", [4, 5, 6, 7])])
         let port = cluster.workers[0].port
         // 1. Garbage before the handshake.
         var c = try WireConnection.connect(host: "127.0.0.1", port: port)
@@ -208,7 +208,7 @@ extension ClusterExecutorTests {
     /// message handling): each connection gets an EXPERT_RESULT or an ERROR, never a crash or a hang, and the
     /// worker then serves an exact forward.
     func testWorkerSurvivesRandomlyMutatedExpertFrames() throws {
-        let cluster = try LocalCluster([("w0", Array(0..<8))])
+        let cluster = try TestCluster([("w0", Array(0..<8))])
         let port = cluster.workers[0].port, fp = cluster.workers[0].fingerprint
         var rng = SplitMix(seed: 2024)
         let act = (0..<(3 * 64)).map { Float($0 % 17) / 17 }, gate: [Float] = [0.5, 0.25, 1]

@@ -33,7 +33,7 @@ struct TinyInput {
 }
 
 /// In-process workers on ephemeral loopback ports, and the hosts file that lists them.
-final class LocalCluster {
+final class TestCluster {
     var workers: [ExpertWorker] = []
     var hosts: HostsFile
 

@@ -11,8 +11,9 @@ struct ClusterForwardBench: ParsableCommand {
         commandName: "cluster-forward",
         abstract: "DiT-MoE forward on expert workers vs in-process, with the routed-expert time split.",
         discussion: """
-        Runs the in-process forward (the baseline) and then the same forward with its routed experts on workers,
-        --iterations times each after one warm-up, and prints median ms per forward. The cluster's routed-expert
+        Alternates the in-process forward (the baseline) and the same forward with its routed experts on workers,
+        --iterations pairs after a warm-up of each, and prints the median ms of each and the median of the per-pair
+        ratios (alternating keeps a shared machine's drifting load from favouring either side). The cluster's routed-expert
         time is split along the critical path of each layer into compute (worker GEMMs), codec (coordinator gather/
         encode/decode/scatter plus worker decode/encode), transfer (round trip minus worker compute and codec) and
         waiting (the rest). Without --hosts, two workers (experts 0-3 and 4-7) are started inside this process on
@@ -65,30 +66,18 @@ struct ClusterForwardBench: ParsableCommand {
         let outCount = batch * cfg.outChannels * cfg.inputSize * cfg.inputSize
         var reference = [Float](repeating: 0, count: outCount)
 
-        func timeForwards(_ out: inout [Float], _ between: () -> Void = {}) throws -> (median: Double, profile: PhaseProfile) {
-            try model.forward(x: x, t: t, y: y, batch: batch, out: &out)   // warm-up
-            between()
-            var times: [Double] = []
-            model.profile = PhaseProfile()
-            for _ in 0..<iterations {
-                let t0 = monotonicNanos()
-                try model.forward(x: x, t: t, y: y, batch: batch, out: &out)
-                times.append(Double(monotonicNanos() - t0) / 1e6)
-            }
-            let p = model.profile!
-            model.profile = nil
-            return (medianOf(times), p)
-        }
-
         let inProcess = model.executor
-        let (baseMs, baseProfile) = try timeForwards(&reference)
-        let baseRouted = Double(baseProfile.nanoseconds[.routedExperts] ?? 0) / 1e6 / Double(iterations)
-        if json {
-            print(#"{"mode":"in-process","config":"\#(cfg.name)","batch":\#(batch),"ms":\#(baseMs),"routed_ms":\#(baseRouted),"threads":\#(Parallel.threads)}"#)
-        } else {
-            print("\(cfg.name), batch \(batch), \(Parallel.threads) coordinator thread(s), median of \(iterations); shared 2-vCPU machine")
-            print(String(format: "in-process            %8.1f ms/forward   (routed experts %.1f ms)", baseMs, baseRouted))
-            print("cluster codec          ms/forward  vs in-proc  routed ms = compute + codec + transfer + waiting   MB sent/fwd  max|Δ|")
+        func forwardMs(_ out: inout [Float]) throws -> Double {
+            let t0 = monotonicNanos()
+            try model.forward(x: x, t: t, y: y, batch: batch, out: &out)
+            return Double(monotonicNanos() - t0) / 1e6
+        }
+        // The in-process reference output (also the warm-up).
+        _ = try forwardMs(&reference)
+        if !json {
+            print("\(cfg.name), batch \(batch), \(Parallel.threads) coordinator thread(s); in-process and cluster forwards alternate "
+                  + "(\(iterations) pairs), medians reported; shared 2-vCPU machine")
+            print("cluster codec          in-proc ms  cluster ms  ratio(median of pairs)  routed ms = compute + codec + transfer + waiting   MB/fwd  max|Δ|")
         }
 
         // Workers: in-process on loopback unless a hosts file is given.
@@ -123,19 +112,31 @@ struct ClusterForwardBench: ParsableCommand {
                                                  options: ClusterOptions(secret: secret,
                                                                          fingerprint: ModelFingerprint(hashing: model.weights.fingerprint),
                                                                          codec: codec))
-            model.executor = exec
             var out = [Float](repeating: 0, count: outCount)
-            let (ms, _) = try timeForwards(&out) { exec.resetTiming() }
+            var scratch = [Float](repeating: 0, count: outCount)
+            model.executor = exec
+            _ = try forwardMs(&out)   // warm-up
+            exec.resetTiming()
+            var local: [Double] = [], remote: [Double] = [], ratios: [Double] = []
+            for _ in 0..<iterations {
+                model.executor = inProcess
+                let a = try forwardMs(&scratch)
+                model.executor = exec
+                let b = try forwardMs(&out)
+                local.append(a); remote.append(b); ratios.append(b / a)
+            }
+            model.executor = inProcess
             let tm = exec.timing
             let per = 1e6 * Double(iterations)
             let maxDiff = zip(out, reference).map { abs($0 - $1) }.max() ?? 0
             let mb = Double(tm.bytesSent + tm.bytesReceived) / 1e6 / Double(iterations)
+            let (ms, baseMs, ratio) = (medianOf(remote), medianOf(local), medianOf(ratios))
             if json {
-                print(#"{"mode":"cluster","codec":"\#(codec)","ms":\#(ms),"ratio_to_in_process":\#(ms / baseMs),"compute_ms":\#(Double(tm.computeNanos) / per),"codec_ms":\#(Double(tm.codecNanos) / per),"transfer_ms":\#(Double(tm.transferNanos) / per),"waiting_ms":\#(Double(tm.waitingNanos) / per),"mb_per_forward":\#(mb),"max_abs_diff":\#(maxDiff)}"#)
+                print(#"{"mode":"cluster","config":"\#(cfg.name)","batch":\#(batch),"codec":"\#(codec)","in_process_ms":\#(baseMs),"ms":\#(ms),"ratio_to_in_process":\#(ratio),"compute_ms":\#(Double(tm.computeNanos) / per),"codec_ms":\#(Double(tm.codecNanos) / per),"transfer_ms":\#(Double(tm.transferNanos) / per),"waiting_ms":\#(Double(tm.waitingNanos) / per),"mb_per_forward":\#(mb),"max_abs_diff":\#(maxDiff)}"#)
             } else {
                 print(codec.description.padding(toLength: 22, withPad: " ", startingAt: 0)
-                      + String(format: "%8.1f     %6.2fx   %6.1f = %6.1f + %5.1f + %6.1f + %6.1f   %11.2f  %.1e",
-                               ms, ms / baseMs, Double(tm.totalNanos) / per, Double(tm.computeNanos) / per,
+                      + String(format: "%10.1f  %10.1f  %10.2fx              %6.1f = %6.1f + %5.1f + %6.1f + %6.1f   %6.1f  %.1e",
+                               baseMs, ms, ratio, Double(tm.totalNanos) / per, Double(tm.computeNanos) / per,
                                Double(tm.codecNanos) / per, Double(tm.transferNanos) / per, Double(tm.waitingNanos) / per,
                                mb, maxDiff))
             }

@@ -205,7 +205,8 @@ struct CodecBench: ParsableCommand {
             } else {
                 print("per shard, shuffle + LZ4, stored/F32 bytes:   f32     f16    bf16")
                 for (name, r) in perLayer {
-                    print(String(format: "  %-40@ %6.3f  %6.3f  %6.3f", name as NSString, r["f32"] ?? .nan, r["f16"] ?? .nan, r["bf16"] ?? .nan))
+                    print("  " + name.padding(toLength: 42, withPad: " ", startingAt: 0)
+                          + String(format: "%6.3f  %6.3f  %6.3f", r["f32"] ?? .nan, r["f16"] ?? .nan, r["bf16"] ?? .nan))
                 }
             }
         }
