@@ -1,7 +1,9 @@
 import ArgumentParser
+import Cluster
 import DiT
 import Foundation
 import Tensor
+import Wire
 
 struct Forward: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,6 +44,15 @@ struct Forward: ParsableCommand {
     @Option(name: .customLong("cfg-scale"), help: "Classifier-free guidance scale; runs the CFG forward on the whole batch.")
     var cfgScale: Float?
 
+    @Option(help: "Run the routed experts on the workers of this hosts file (started with `moebench cluster up`); attention, gating and the shared expert stay here.")
+    var hosts: String?
+
+    @Option(name: .customLong("secret-file"), help: "The cluster's shared secret (default: the one `cluster up` generated next to the hosts file).")
+    var secretFile: String?
+
+    @Option(help: "Activation shard codec for --hosts: f32|f16|bf16, optionally +shuffle and +lz4 or +auto (e.g. f32+shuffle+auto). F16/BF16 are lossy.")
+    var codec: String = "f32+shuffle+auto"
+
     @Option(help: "Worker threads (default: all cores). BLAS itself runs single-threaded inside each worker.")
     var threads: Int?
 
@@ -59,6 +70,11 @@ struct Forward: ParsableCommand {
             let cfg = try DiTConfig.resolve(config)
             let source: WeightSource = weights.map { .safetensors(path: $0) } ?? .random(seed: seed)
             let model = try DiTModel(config: cfg, source: source)
+            if let hosts {
+                guard cfg.isMoE else { throw ValidationError("--hosts needs a MoE model; \(cfg.name) is dense") }
+                guard let options = ShardOptions(parsing: codec) else { throw ValidationError("--codec: cannot read '\(codec)'") }
+                model.executor = try ClusterRuntime.executor(hostsPath: hosts, secretPath: secretFile, weights: model.weights, codec: options)
+            }
             let input = try ForwardInput.load(path: input, config: cfg)
             let start = Date()
             let result = try ForwardResult.run(model: model, input: input, cfgScale: cfgScale)
@@ -69,6 +85,7 @@ struct Forward: ParsableCommand {
                 "output": .string(output), "seconds": .number(seconds),
                 "weights": .string(weights ?? "random(seed: \(seed))"), "fingerprint": .string(model.weights.fingerprint),
                 "moe_layers_recorded": .number(Double(result.routing?.experts.count ?? 0)),
+                "executor": .string(hosts.map { "cluster (\($0))" } ?? "in-process"),
             ]
             if json {
                 let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
@@ -79,6 +96,8 @@ struct Forward: ParsableCommand {
             }
         } catch let e as DiTError {
             throw ValidationError(e.description)
+        } catch let e as ClusterError {
+            throw ValidationError("\(e)")
         }
     }
 }
