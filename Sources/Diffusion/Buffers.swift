@@ -1,23 +1,15 @@
-// Owned scratch buffers, allocated once per sampler call (never per step).
+// Owned scratch buffers, allocated once per sampler call (never per step): Tensor's FloatBuffer/TypedBuffer,
+// with the short spellings the integrators use.
+import Tensor
 
-final class FloatBuffer {
-    let p: UnsafeMutablePointer<Float>
-    let count: Int
-    init(_ count: Int) {
-        self.count = count
-        p = .allocate(capacity: max(count, 1))
-        p.initialize(repeating: 0, count: max(count, 1))
-    }
-    deinit { p.deallocate() }
+typealias DoubleBuffer = TypedBuffer<Double>
+
+extension FloatBuffer {
+    convenience init(_ count: Int) { self.init(count: count) }
+    var p: UnsafeMutablePointer<Float> { pointer }
 }
 
-final class DoubleBuffer {
-    let p: UnsafeMutablePointer<Double>
-    let count: Int
-    init(_ count: Int) {
-        self.count = count
-        p = .allocate(capacity: max(count, 1))
-        p.initialize(repeating: 0, count: max(count, 1))
-    }
-    deinit { p.deallocate() }
+extension TypedBuffer where Element == Double {
+    convenience init(_ count: Int) { self.init(count: count, repeating: 0) }
+    var p: UnsafeMutablePointer<Double> { pointer }
 }

@@ -45,24 +45,16 @@ struct ClusterCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start this machine's workers and wait until they are ready.")
         @OptionGroup var common: Common
 
-        @Option(help: "A built-in config name or a JSON config file.")
-        var config: String
-
-        @Option(help: "Weights in safetensors; without it, seeded random weights.")
-        var weights: String?
-
-        @Option(help: "Seed of the random weights (used only without --weights).")
-        var seed: UInt64 = 0
+        @OptionGroup var model: ModelOptions
 
         @Option(help: "Seconds to wait for every worker to become ready.")
         var timeout: Double = 120
 
         func run() throws {
-            let cfg: DiTConfig
-            do { cfg = try DiTConfig.resolve(config) } catch let e as DiTError { throw ValidationError(e.description) }
+            let cfg = try model.resolveConfig()
             do {
                 let cluster = try LocalCluster(hostsPath: common.hosts, secretPath: common.secretPath)
-                try cluster.up(configArgument: config, config: cfg, weights: weights, seed: seed, timeout: timeout) { print($0) }
+                try cluster.up(configArgument: model.config, config: cfg, weights: model.weights, seed: model.seed, timeout: timeout) { print($0) }
             } catch let e as HostsFileError { throw ValidationError(e.description) }
             catch let e as ClusterError { throw ValidationError("\(e)") }
         }

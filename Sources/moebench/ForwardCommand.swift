@@ -9,31 +9,33 @@ struct Forward: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one DiT-MoE or dense DiT forward pass on a batch and write the outputs.",
         discussion: """
-        Compares the engine with the PyTorch reference. The input file (safetensors) holds:
-          x  [B, C, H, W]  F32   latents (C = in_channels, H = W = input_size)
-          t  [B]           F32   timesteps in the checkpoint's own units (DDPM step 0…999, or RF time in (0, 1])
-          y  [B]           I64   class ids (I32 accepted); num_classes is the null class
+        Compares the engine with the PyTorch reference. The input file
+        (safetensors) holds:
+          x  [B, C, H, W] F32  latents (C = in_channels, H = W = input_size)
+          t  [B] F32           timesteps in the checkpoint's own units
+                               (DDPM step 0…999, or RF time in (0, 1])
+          y  [B] I64           class ids (I32 accepted); num_classes = null
         The output file holds:
-          out                  [B, C_out, H, W] F32 (C_out = 2·C with learned sigma)
-          routing.<i>.experts  [B·T, K] I32   for MoE models, per layer i, in (sample, token) order
-          routing.<i>.weights  [B·T, K] F32   gate softmax probabilities, each token's slots sorted descending
-        With --cfg-scale S the batch is 2n (conditional half, then unconditional half with y = num_classes) and
-        `out` is upstream's forward_with_cfg: guidance on channels 0–2, every other channel kept per half.
+          out                  [B, C_out, H, W] F32 (C_out = 2·C, learned σ)
+          routing.<i>.experts  [B·T, K] I32, MoE layer i, (sample, token) order
+          routing.<i>.weights  [B·T, K] F32 gate probabilities, slots sorted
+                               by weight, descending
+        With --cfg-scale S the batch is 2n (conditional half, then the
+        unconditional half with y = num_classes) and `out` is upstream's
+        forward_with_cfg: guidance on channels 0–2, other channels per half.
 
         Examples:
-          moebench forward --config DiT-MoE-S/2-8E2A --weights dit_moe_s_8E2A.safetensors \\
-                           --input in.safetensors --output out.safetensors
-          moebench forward --config my.json --input in.safetensors --output out.safetensors --seed 7
+          moebench forward --config DiT-MoE-S/2-8E2A \\
+              --weights dit_moe_s_8E2A.safetensors \\
+              --input in.safetensors --output out.safetensors
+          moebench forward --config my.json --seed 7 \\
+              --input in.safetensors --output out.safetensors
+          moebench cluster up --config DiT-MoE-S/2-8E2A --seed 7
+          moebench forward --config DiT-MoE-S/2-8E2A --seed 7 --hosts hosts \\
+              --input in.safetensors --output out.safetensors
         """)
 
-    @Option(help: "A built-in config name (e.g. DiT-MoE-S/2-8E2A, DiT-B/2; add @512 for 512² images) or a JSON file with the upstream constructor's argument names.")
-    var config: String
-
-    @Option(help: "Weights in safetensors with the upstream key names (F32, F16 or BF16). Without it, seeded random weights are used.")
-    var weights: String?
-
-    @Option(help: "Seed of the random weights (used only without --weights).")
-    var seed: UInt64 = 0
+    @OptionGroup var model: ModelOptions
 
     @Option(help: "Input safetensors file with x, t, y.")
     var input: String
@@ -67,9 +69,8 @@ struct Forward: ParsableCommand {
     func run() throws {
         EngineThreads.configure(threads)
         do {
-            let cfg = try DiTConfig.resolve(config)
-            let source: WeightSource = weights.map { .safetensors(path: $0) } ?? .random(seed: seed)
-            let model = try DiTModel(config: cfg, source: source)
+            let cfg = try self.model.resolveConfig()
+            let model = try DiTModel(config: cfg, source: self.model.source)
             if let hosts {
                 guard cfg.isMoE else { throw ValidationError("--hosts needs a MoE model; \(cfg.name) is dense") }
                 guard let options = ShardOptions(parsing: codec) else { throw ValidationError("--codec: cannot read '\(codec)'") }
@@ -83,7 +84,7 @@ struct Forward: ParsableCommand {
             let summary: [String: JSONValue] = [
                 "config": .string(cfg.name), "batch": .number(Double(input.batch)),
                 "output": .string(output), "seconds": .number(seconds),
-                "weights": .string(weights ?? "random(seed: \(seed))"), "fingerprint": .string(model.weights.fingerprint),
+                "weights": .string(self.model.weights ?? "random(seed: \(self.model.seed))"), "fingerprint": .string(model.weights.fingerprint),
                 "moe_layers_recorded": .number(Double(result.routing?.experts.count ?? 0)),
                 "executor": .string(hosts.map { "cluster (\($0))" } ?? "in-process"),
             ]

@@ -6,17 +6,23 @@ struct Suite: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a benchmark suite from a profile and write results, figures and an HTML report.",
         discussion: """
-        PROFILE is a TOML file (schema: profiles/README.md); without it the embedded default runs (the same as
-        profiles/default.toml): dense versus MoE cost in-process and on the local cluster of `hosts`, expert load
-        balance over a short sampling run, and an NFE–FD sweep of the samplers on the exact-score testbed — about
-        5 minutes on 2 cores.
+        PROFILE is a TOML file (schema: profiles/README.md). Without it the
+        embedded default runs (identical to profiles/default.toml): dense
+        versus MoE cost in-process and on the local cluster of `hosts`,
+        expert load balance over a short sampling run, and an NFE–FD sweep
+        of the samplers on the exact-score testbed — about 5 minutes on 2
+        cores.
 
-        Output: <results>/<yyyyMMdd-HHmmss>-<profile>/ with results.json (schema: docs/results.md), one CSV per
-        table, SVG figures and index.html (self-contained; open it in any browser, no network needed). Each part
-        is written as soon as it finishes, so an interrupted suite keeps what it finished; `moebench report DIR`
-        re-renders index.html. Progress goes to stderr; the summary table to stdout (--json for machine output).
+        Output: <results>/<yyyyMMdd-HHmmss>-<profile>/ with results.json
+        (schema: docs/results.md), one CSV per table, SVG figures and
+        index.html (self-contained: opens offline in any browser). Each part
+        is written as soon as it finishes, so an interrupted suite keeps what
+        it finished; `moebench report DIR` re-renders index.html. Progress
+        goes to stderr, the summary table to stdout (--json: the results
+        document instead). Exit status 1 when a part failed.
 
-        Relative paths inside a profile (hosts, configs, weights) are resolved from the current directory.
+        Relative paths inside a profile (hosts, configs, weights) are
+        resolved from the current directory.
         """)
 
     @Argument(help: "Profile TOML file (default: the embedded default profile).")

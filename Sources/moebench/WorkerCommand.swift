@@ -32,14 +32,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Experts to load and serve: ids and ranges, e.g. 0-3,6.")
     var experts: String
 
-    @Option(help: "A built-in config name (e.g. DiT-MoE-S/2-8E2A) or a JSON config file.")
-    var config: String
-
-    @Option(help: "Weights in safetensors; without it, seeded random weights (use the same --seed as the coordinator).")
-    var weights: String?
-
-    @Option(help: "Seed of the random weights (used only without --weights).")
-    var seed: UInt64 = 0
+    @OptionGroup var model: ModelOptions
 
     @Option(name: .customLong("secret-file"), help: "File whose bytes are the cluster's shared secret (≥ 16 bytes).")
     var secretFile: String
@@ -59,13 +52,13 @@ struct WorkerCommand: ParsableCommand {
             throw ValidationError("--experts '\(experts)': \(error)")
         }
         do {
-            let cfg = try DiTConfig.resolve(config)
+            let cfg = try model.resolveConfig()
             let secret = try WireSecret(contentsOf: secretFile)
             let options = WorkerOptions(name: name ?? listen, host: host, port: port,
                                         numaNode: numaNode >= 0 ? numaNode : nil, secret: secret,
                                         limits: WireLimits(maxPayload: maxFrameMiB << 20))
             let start = Date()
-            let worker = try ExpertWorker.start(config: cfg, source: weights.map { .safetensors(path: $0) } ?? .random(seed: seed),
+            let worker = try ExpertWorker.start(config: cfg, source: model.source,
                                                 experts: expertList, options: options)
             let n = worker.numa
             let numaText = n.requestedNode < 0 ? "not bound"

@@ -1,3 +1,4 @@
+import Tensor
 // Denoising Langevin Gibbs (spec §3): B chains on (x, σ), each iteration a Langevin x-step (1 NFE) then a Gibbs
 // σ-step (argmax of the level estimator, 0 NFE). Each block hands the block's minimum-σ state to an integrator;
 // the chains continue from their last state (pitfall P6). NFE per emitted sample = n_skip + integrator NFE + 1.

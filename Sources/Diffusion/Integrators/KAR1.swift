@@ -1,3 +1,4 @@
+import Tensor
 // KAR1: Karras et al. 2022 Algorithm 1, deterministic Heun on dx/dσ = (x − D(x;σ))/σ (spec §2.1).
 // NFE = 2N − 3: one call per step, plus a Heun correction on every step but the last (Euler to σ = 0).
 

@@ -1,3 +1,4 @@
+import Tensor
 // KAR2: Karras et al. 2022 Algorithm 2, stochastic churn + Heun (spec §2.2, pitfall P9).
 // NFE = 2N − 3, as KAR1.
 

@@ -1,3 +1,4 @@
+import Tensor
 // The final Tweedie step every method applies (spec §2.0, pitfall P10): x ← x + τ²·s_θ(x, τ) = D(x; τ). 1 NFE.
 // Then an optional clamp (images: [0,1]).
 

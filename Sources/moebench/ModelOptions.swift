@@ -1,0 +1,21 @@
+import ArgumentParser
+import DiT
+
+/// The model a command runs: `--config`, `--weights`, `--seed` (shared by forward, worker and cluster up, so
+/// every process of a cluster names its model the same way).
+struct ModelOptions: ParsableArguments {
+    @Option(help: "A built-in config name (e.g. DiT-MoE-S/2-8E2A, DiT-B/2; add @512 for 512² images) or a JSON file with the upstream constructor's argument names.")
+    var config: String
+
+    @Option(help: "Weights in safetensors with the upstream key names (F32, F16 or BF16). Without it, seeded random weights (every process of a cluster must use the same --seed).")
+    var weights: String?
+
+    @Option(help: "Seed of the random weights (used only without --weights).")
+    var seed: UInt64 = 0
+
+    var source: WeightSource { weights.map { .safetensors(path: $0) } ?? .random(seed: seed) }
+
+    func resolveConfig() throws -> DiTConfig {
+        do { return try DiTConfig.resolve(config) } catch let e as DiTError { throw ValidationError(e.description) }
+    }
+}
