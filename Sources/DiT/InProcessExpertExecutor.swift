@@ -24,7 +24,7 @@ public final class InProcessExpertExecutor: ExpertExecutor {
         while hidden.count < workers {
             let c = weights.config
             hidden.append(FloatBuffer(count: SwiGLUExpert.maxChunkRows * 2 * c.expertHidden))
-            let w = experts.first?.first?.widenScratchCount ?? 0
+            let w = experts.joined().map(\.widenScratchCount).max() ?? 0
             widen.append(w > 0 ? FloatBuffer(count: w) : nil)
         }
     }

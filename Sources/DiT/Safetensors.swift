@@ -105,8 +105,19 @@ public final class SafetensorsFile: @unchecked Sendable {
                 }
                 shape.append(Int(v))
             }
-            let begin = Int(b), end = Int(e)
-            let expectedBytes = shape.reduce(1, *) * dtype.byteSize
+            // Offsets and sizes come from an untrusted file: check they are integers and that nothing overflows.
+            func offset(_ v: Double) -> Int? { v >= 0 && v == v.rounded() && v < 9.007e15 ? Int(v) : nil }
+            guard let begin = offset(b), let end = offset(e) else {
+                throw DiTError.badSafetensors(path: path, reason: "tensor '\(name)': data_offsets [\(b), \(e)] are not byte offsets")
+            }
+            var expectedBytes = dtype.byteSize
+            for dim in shape {
+                let (product, overflow) = expectedBytes.multipliedReportingOverflow(by: dim)
+                guard !overflow, product < 1 << 50 else {
+                    throw DiTError.badSafetensors(path: path, reason: "tensor '\(name)': shape \(shape) is impossibly large")
+                }
+                expectedBytes = product
+            }
             guard begin >= 0, end >= begin, end <= dataSize else {
                 throw DiTError.badSafetensors(path: path, reason: "tensor '\(name)': data_offsets [\(begin), \(end)] outside the \(dataSize)-byte data section (file truncated?)")
             }

@@ -57,9 +57,11 @@ final class Workspace {
         let workers = max(threads, 1)
         let sharedRows = min(n, SwiGLUExpert.maxChunkRows)
         sharedHidden = c.dense ? [] : (0..<workers).map { _ in FloatBuffer(count: sharedRows * 2 * c.sharedHidden) }
-        let sharedWidenCount = c.dense ? 0 : weights.sharedExpert(layer: 0).gateUp.count + weights.sharedExpert(layer: 0).down.count
-        let sharedHalf = !c.dense && weights.sharedExpert(layer: 0).gateUp.dtype != .f32
-        sharedWiden = c.dense ? [] : (0..<workers).map { _ in sharedHalf ? FloatBuffer(count: sharedWidenCount) : nil }
+        let widenCount = c.dense ? 0 : (0..<c.depth).map { l -> Int in
+            let w = weights.sharedExpert(layer: l)
+            return SwiGLUExpert(gateUp: w.gateUp, down: w.down).widenScratchCount
+        }.max() ?? 0
+        self.sharedWiden = (0..<(c.dense ? 0 : workers)).map { _ in widenCount > 0 ? FloatBuffer(count: widenCount) : nil }
         widen = weights.maxHalfMatrix > 0 ? FloatBuffer(count: weights.maxHalfMatrix) : nil
     }
 }

@@ -78,6 +78,28 @@ final class CheckpointErrorTests: XCTestCase {
         }
     }
 
+    /// Headers with non-integer offsets or sizes that overflow are errors, not traps.
+    func testHostileHeadersAreErrors() throws {
+        let headers = [
+            #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0.5, 4]}}"#,
+            #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 1e300]}}"#,
+            #"{"a": {"dtype": "F32", "shape": [1000000000000, 1000000000000], "data_offsets": [0, 4]}}"#,
+            #"{"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}"#,
+        ]
+        for (i, header) in headers.enumerated() {
+            var data = Data()
+            var n = UInt64(header.utf8.count).littleEndian
+            withUnsafeBytes(of: &n) { data.append(contentsOf: $0) }
+            data.append(Data(header.utf8))
+            data.append(Data(count: 8))
+            let path = scratch.appendingPathComponent("hostile\(i).safetensors").path
+            try data.write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try SafetensorsFile(path: path), header) { e in
+                guard case .badSafetensors = e as? DiTError else { return XCTFail("\(e)") }
+            }
+        }
+    }
+
     func testWeightsForAnotherConfigAreRejected() throws {
         var other = config
         other.hiddenSize = 48

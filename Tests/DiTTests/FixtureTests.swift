@@ -53,10 +53,14 @@ final class FixtureTests: XCTestCase {
     func testF16StoredWeights() throws { try runCase("moe_f16") }
     func testBF16StoredWeights() throws { try runCase("moe_bf16") }
 
-    /// Two workers split GEMM rows, attention heads and experts differently; results must not change.
+    func testBatch16() throws { try runCase("moe_batch16") }
+
+    /// Two workers split GEMM rows, attention heads, experts (one expert's rows across both workers), the shared
+    /// expert and the per-worker widening scratch of BF16/F16 weights; results must not change. The batch-16 cases
+    /// have 512 expert rows, enough for every parallel path to use both workers.
     func testTwoWorkersGiveTheSameResult() throws {
-        try runCase("moe_timm", threads: 2)
-        try runCase("moe_flash", threads: 2)
-        try runCase("dense", threads: 2)
+        for name in ["moe_timm", "moe_flash", "dense", "moe_f16", "moe_bf16", "moe_batch16", "moe_batch16_bf16"] {
+            try runCase(name, threads: 2)
+        }
     }
 }
