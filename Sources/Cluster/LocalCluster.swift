@@ -26,6 +26,8 @@ public struct LocalCluster {
                    log: (String) -> Void) throws -> [(HostEntry, Int32)] {
         try hosts.validate(expertCount: config.numExperts)
         let secret = try ClusterRuntime.loadOrCreateSecret(path: secretPath)
+        let expected = ModelFingerprint(hashing: try DiTWeights.fingerprint(
+            config: config, source: weights.map { .safetensors(path: $0) } ?? .random(seed: seed)))
         let launcher = LocalLauncher(hostsPath: hostsPath, executable: executable)
         var started: [(HostEntry, Int32)] = []
         for e in hosts.entries {
@@ -37,8 +39,13 @@ public struct LocalCluster {
                 log("\(e.name): \(e.address) is not this machine; start it there with:\n  moebench worker " + args.joined(separator: " "))
                 continue
             }
-            if (try? ClusterRuntime.connect(e, secret: secret, timeout: 1)) != nil {
-                log("\(e.name): already running at \(e.endpoint)")
+            if let (c, welcome) = try? ClusterRuntime.connect(e, secret: secret, timeout: 1) {
+                c.close()
+                guard welcome.fingerprint == expected else {
+                    throw ClusterError.badConfig("\(e.name) at \(e.endpoint) (hosts line \(e.line)) already serves another model "
+                        + "(fingerprint \(welcome.fingerprint), expected \(expected)); run `moebench cluster down` first")
+                }
+                log("\(e.name): already running at \(e.endpoint) with this model")
                 continue
             }
             let pid = try launcher.launch(e, workerArguments: args)
@@ -65,11 +72,12 @@ public struct LocalCluster {
         return started
     }
 
-    /// Asks every worker to exit; a local worker that does not answer but was started from here gets SIGTERM.
-    public func down(log: (String) -> Void) throws {
+    /// Asks the workers (all of the hosts file, or only `entries`) to exit; a local worker that does not answer but
+    /// was started from here gets SIGTERM.
+    public func down(entries: [HostEntry]? = nil, log: (String) -> Void) throws {
         let secret = try WireSecret(contentsOf: secretPath)
         let launcher = LocalLauncher(hostsPath: hostsPath, executable: "")
-        for e in hosts.entries {
+        for e in entries ?? hosts.entries {
             do {
                 try ClusterRuntime.shutdown(e, secret: secret)
                 log("\(e.name): shut down")

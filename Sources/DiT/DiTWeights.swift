@@ -199,6 +199,14 @@ public final class DiTWeights: @unchecked Sendable {
 
     // MARK: Fingerprints
 
+    /// The fingerprint `DiTWeights(config:source:)` would have, reading only the file's header and edges.
+    public static func fingerprint(config: DiTConfig, source: WeightSource) throws -> String {
+        switch source {
+        case let .random(seed): return fingerprint(config: config, seed: seed)
+        case let .safetensors(path): return fingerprint(config: config, file: try SafetensorsFile(path: path))
+        }
+    }
+
     static func fingerprint(config: DiTConfig, seed: UInt64) -> String {
         var h = FNV1a()
         h.add(config.fingerprintText)

@@ -72,7 +72,7 @@ struct Forward: ParsableCommand {
             let cfg = try self.model.resolveConfig()
             let model = try DiTModel(config: cfg, source: self.model.source)
             if let hosts {
-                guard cfg.isMoE else { throw ValidationError("--hosts needs a MoE model; \(cfg.name) is dense") }
+                guard cfg.isMoE else { throw RuntimeError("--hosts needs a MoE model; \(cfg.name) is dense") }
                 guard let options = ShardOptions(parsing: codec) else { throw ValidationError("--codec: cannot read '\(codec)'") }
                 model.executor = try ClusterRuntime.executor(hostsPath: hosts, secretPath: secretFile, weights: model.weights, codec: options)
             }
@@ -96,9 +96,9 @@ struct Forward: ParsableCommand {
                       + String(format: "%.1f ms", seconds * 1000) + " → \(output)")
             }
         } catch let e as DiTError {
-            throw ValidationError(e.description)
+            throw RuntimeError(e.description)
         } catch let e as ClusterError {
-            throw ValidationError("\(e)")
+            throw RuntimeError("\(e)")
         }
     }
 }

@@ -16,6 +16,13 @@ struct ModelOptions: ParsableArguments {
     var source: WeightSource { weights.map { .safetensors(path: $0) } ?? .random(seed: seed) }
 
     func resolveConfig() throws -> DiTConfig {
-        do { return try DiTConfig.resolve(config) } catch let e as DiTError { throw ValidationError(e.description) }
+        do { return try DiTConfig.resolve(config) } catch let e as DiTError { throw RuntimeError(e.description) }
     }
+}
+
+/// A failure while running a command (bad file, unreachable worker, …): printed as `Error: …` without the usage
+/// block, which ArgumentParser adds only for mistakes in the command line itself.
+struct RuntimeError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

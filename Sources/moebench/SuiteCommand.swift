@@ -42,7 +42,7 @@ struct Suite: ParsableCommand {
         do {
             p = try profile.map { try Profile.load(path: $0) } ?? Profile.embeddedDefault()
         } catch let e as ProfileError {
-            throw ValidationError(e.description)
+            throw RuntimeError(e.description)
         }
         let progress = Progress(enabled: !quiet)
         let runner = SuiteRunner(profile: p, resultsRoot: URL(fileURLWithPath: results), progress: progress)

@@ -72,13 +72,13 @@ struct WorkerCommand: ParsableCommand {
             worker.waitForConnections()
             print("worker \(options.name): shut down")
         } catch let e as DiTError {
-            throw ValidationError(e.description)
+            throw RuntimeError(e.description)
         } catch let e as NUMAError {
             throw ValidationError("--numa-node \(numaNode): \(e)")
         } catch let e as WireError {
-            throw ValidationError("\(e)")
+            throw RuntimeError("\(e)")
         } catch let e as ClusterError {
-            throw ValidationError("\(e)")
+            throw RuntimeError("\(e)")
         }
     }
 

@@ -27,7 +27,8 @@ extension ModelShape {
     public init(_ c: DiTConfig) {
         self.init(depth: c.depth, hidden: c.hiddenSize, heads: c.numHeads, patchSize: c.patchSize, inputSize: c.inputSize,
                   inChannels: c.inChannels, numClasses: c.numClasses, experts: c.dense ? 0 : c.numExperts,
-                  topK: c.dense ? 0 : c.numExpertsPerTok, sharedExperts: 2, mlpRatio: Int(c.mlpRatio),
+                  topK: c.dense ? 0 : c.numExpertsPerTok, sharedExperts: c.sharedHidden / c.hiddenSize,
+                  mlpRatio: c.expertHidden / c.hiddenSize,
                   flashLayout: c.useFlashAttn, learnSigma: c.learnSigma)
     }
 }

@@ -5,9 +5,9 @@ enum EmbeddedProfiles {
     static let defaultTOML = #"""
 # moebench's embedded default suite (`moebench suite` with no argument runs this).
 # A short tour of every part, sized to finish within about 5 minutes on 2 cores with random weights:
-#   cost          DiT-MoE-S/2-8E2A against dense DiT-S/2 (≈ matched activated parameters: 71.9M vs 33.0M, and
-#                 fewer FLOPs: 32.1 vs 12.1 GFLOPs) and DiT-B/2 (closer in FLOPs: 46.0), batch 1 and 2, in-process
-#                 and on the local cluster described by `hosts`;
+#   cost          DiT-MoE-S/2-8E2A (71.9M activated parameters, 32.1 true GFLOPs per image) against dense DiT-S/2
+#                 (33.0M, 12.1) and DiT-B/2 (130.5M, 46.0): the MoE sits between them in activated parameters and
+#                 below DiT-B/2 in FLOPs; batch 1 and 2, in-process and on the local cluster described by `hosts`;
 #   load balance  expert counts over a 10-step sampling run of two classes, with heatmaps and a placement what-if;
 #   curves        an NFE–FD sweep of the six integrators, vanilla and DLG, on the exact-score testbed.
 # Schema and defaults: profiles/README.md.

@@ -39,8 +39,8 @@ public struct RunSettings: Codable, Equatable, Sendable {
     public var minDurationSeconds: Double
     /// …but stops at `maxDurationSeconds` (if set) even when `minIterations` is not reached; the cell records it.
     public var maxDurationSeconds: Double?
-    /// OpenBLAS threads (nil: leave OpenBLAS's default).
-    public var blasThreads: Int?
+    /// Engine worker threads (nil: every core). BLAS itself always runs single-threaded inside each worker.
+    public var threads: Int?
 }
 
 public struct ModelSpec: Codable, Equatable, Sendable {

@@ -60,11 +60,11 @@ extension Profile {
             minIterations: try r.int("min_iterations", in: 1...1_000_000_000, "an integer ≥ 1") ?? 5,
             minDurationSeconds: try r.double("min_duration_s", { $0 >= 0 }, "a duration ≥ 0 (seconds)") ?? 0,
             maxDurationSeconds: try r.double("max_duration_s", { $0 > 0 }, "a duration > 0 (seconds)"),
-            blasThreads: try r.int("blas_threads", in: 1...1024, "an integer ≥ 1"))
+            threads: try r.int("threads", in: 1...1024, "a worker-thread count ≥ 1"))
         if let max = out.maxDurationSeconds, max < out.minDurationSeconds {
             throw r.error(.badValue, r.keyPath("max_duration_s"), "expected a duration ≥ run.min_duration_s (\(out.minDurationSeconds)), found \(max)")
         }
-        try r.finish(known: ["seeds", "warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s", "blas_threads"])
+        try r.finish(known: ["seeds", "warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s", "threads"])
         return out
     }
 

@@ -22,6 +22,9 @@ enum HostsPlacement {
 }
 
 extension CodecSettings {
+    /// "f32+shuffle+auto" style, as `ShardOptions(parsing:)` reads it.
+    public var label: String { dtype.rawValue + (shuffle ? "+shuffle" : "") + (lz4 == .off ? "" : lz4 == .on ? "+lz4" : "+auto") }
+
     var shardOptions: ShardOptions {
         let dtype: ShardDType = self.dtype == .f32 ? .f32 : self.dtype == .f16 ? .f16 : .bf16
         let mode: CompressionMode = lz4 == .on ? .lz4 : lz4 == .off ? .none : .auto
@@ -31,7 +34,8 @@ extension CodecSettings {
 
 public final class LocalClusterSession: ClusterSession {
     let cluster: LocalCluster
-    let started: Bool
+    /// Workers this session launched (and so stops); workers that were already running are left alone.
+    let launched: [HostEntry]
     let progress: Progress
     public let placement: ExpertPlacement
     public let summary: String
@@ -53,10 +57,11 @@ public final class LocalClusterSession: ClusterSession {
             case let .safetensors(path): weights = path
             case let .random(s): seed = s
             }
-            let launched = try cluster.up(configArgument: configPath, config: config, weights: weights, seed: seed) { progress.say("cluster: " + $0) }
-            started = !launched.isEmpty
+            launched = try cluster.up(configArgument: configPath, config: config, weights: weights, seed: seed) {
+                progress.say("cluster: " + $0)
+            }.map(\.0)
         } else {
-            started = false
+            launched = []
         }
         let nodes = Set(cluster.hosts.entries.map(\.numaNode)).sorted()
         summary = "\(cluster.hosts.entries.count) worker(s) from \(settings.hosts) on NUMA node(s) \(nodes.map(String.init).joined(separator: ", "))"
@@ -69,7 +74,7 @@ public final class LocalClusterSession: ClusterSession {
     }
 
     public func shutdown() {
-        guard started else { return }
-        try? cluster.down { progress.say("cluster: " + $0) }
+        guard !launched.isEmpty else { return }
+        try? cluster.down(entries: launched) { progress.say("cluster: " + $0) }
     }
 }

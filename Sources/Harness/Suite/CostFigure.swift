@@ -6,11 +6,11 @@ enum CostFigure {
     static func latencyByBatch(_ cells: [CostCell]) -> String? {
         let single = cells.filter { $0.scenario == Scenario.singleStream.rawValue }
         var keys: [String] = []
-        for c in single where !keys.contains("\(c.name) (\(c.execution))") { keys.append("\(c.name) (\(c.execution))") }
+        for c in single where !keys.contains("\(c.name) (\(c.executionLabel))") { keys.append("\(c.name) (\(c.executionLabel))") }
         guard !keys.isEmpty else { return nil }
         let series = keys.enumerated().map { i, key in
             PlotSeries(name: key,
-                       points: single.filter { "\($0.name) (\($0.execution))" == key }.map {
+                       points: single.filter { "\($0.name) (\($0.executionLabel))" == key }.map {
                            PlotPoint(x: Double($0.batch), y: $0.latency.p50Ms / Double($0.imagesPerQuery))
                        },
                        color: palette[i % palette.count], dashed: key.hasSuffix("(cluster)"))

@@ -1,8 +1,10 @@
 // The "cost" part: per model, analytic true FLOPs and parameters (ModelCost, spec ditmoe §2.3–2.4) beside measured
 // latency percentiles, throughput, memory and a per-phase time split, for the profile's scenarios:
 //   single_stream  one query at a time, back to back (latency);
-//   offline        `queries` queries back to back, throughput = images / wall time;
-//   server         Poisson arrivals at `target_qps`, served in order by one engine; latency includes queueing.
+//   offline        all `queries` queries issued at once: one forward of queries·batch images, throughput =
+//                  images / wall time (repeated min_iterations times);
+//   server         Poisson arrivals at `target_qps`, served in order by one engine; latency includes queueing;
+//                  with `target_latency_ms` a cell is valid when p99 ≤ the bound.
 // A query is one forward of `batch` images (2·batch with classifier-free guidance). Baselines measured in the same
 // run: the sgemm roofline, and each MoE model against the dense baselines and against itself in-process.
 import DiT
@@ -29,6 +31,12 @@ public struct CostCell: Codable, Sendable {
     public var peakResidentMiB: Double
     /// Milliseconds per query by phase (PhaseProfile.Phase raw values).
     public var phaseMsPerQuery: [String: Double]
+    /// Activation shard codec of cluster cells (e.g. "f32+shuffle+auto"); nil in-process.
+    public var codec: String?
+    /// Server cells with `target_latency_ms`: whether p99 met the bound (LoadGen's VALID).
+    public var meetsLatencyBound: Bool?
+
+    public var executionLabel: String { codec.map { "\(execution) (\($0))" } ?? execution }
 }
 
 struct CostRunner {
@@ -38,15 +46,18 @@ struct CostRunner {
     let roofline: Double
 
     /// Measures one (model, execution, batch, scenario) cell.
-    func measure(model: DiTModel, id: String, execution: ExecutionMode, batch: Int, scenario: Scenario, seed: UInt64) throws -> CostCell {
+    func measure(model: DiTModel, id: String, execution: ExecutionMode, codec: String?, batch: Int, scenario: Scenario,
+                 seed: UInt64) throws -> CostCell {
         let c = model.config
-        let images = suite.cfg ? 2 * batch : batch
+        // Offline (LoadGen's meaning): every query of the run is issued at once, i.e. one forward of all images.
+        let requested = scenario == .offline ? batch * suite.offlineQueries : batch
+        let images = suite.cfg ? 2 * requested : requested
         let imageSize = c.inChannels * c.inputSize * c.inputSize
         var g = GaussianStream(seed: seed)
         let x = FloatBuffer((0..<(images * imageSize)).map { _ in Float(g.next()) })
         let t = FloatBuffer([Float](repeating: 500, count: images))
         let y = TypedBuffer<Int32>(count: images, repeating: Int32(c.nullClass))
-        for b in 0..<batch { y.pointer[b] = Int32((b * 97 + 207) % c.numClasses) }
+        for b in 0..<requested { y.pointer[b] = Int32((b * 97 + 207) % c.numClasses) }
         if !suite.cfg { for b in 0..<images { y.pointer[b] = Int32((b * 97 + 207) % c.numClasses) } }
         let out = FloatBuffer(count: images * c.outChannels * c.inputSize * c.inputSize)
         func query() throws {
@@ -72,7 +83,7 @@ struct CostRunner {
                 if let maxD = run.maxDurationSeconds, e >= maxD { break }
             }
         case .offline:
-            for _ in 0..<suite.offlineQueries { try recorder.measure { try query() }; queries += 1 }
+            for _ in 0..<run.minIterations { try recorder.measure { try query() }; queries += 1 }
         case .server:
             let qps = suite.serverTargetQPS ?? 1, duration = suite.serverDurationSeconds ?? 10
             var arrivals = GaussianStream(seed: seed ^ 0xA5A5)
@@ -92,7 +103,7 @@ struct CostRunner {
         }
         let profile = model.profile ?? PhaseProfile()
         model.profile = nil
-        let summary = recorder.summary(wallSeconds: wall, itemsPerQuery: batch)
+        let summary = recorder.summary(wallSeconds: wall, itemsPerQuery: requested)
         let cost = ModelCost(ModelShape(c))
         let gflop = cost.trueGFLOPs * Double(images)
         let mem = Memory.residentMiB()
@@ -102,10 +113,11 @@ struct CostRunner {
         return CostCell(model: id, name: c.name, kind: c.isMoE ? "MoE" : "dense", execution: execution.rawValue, batch: batch,
                         scenario: scenario.rawValue, imagesPerQuery: images, gflopPerQuery: gflop,
                         totalParameters: cost.totalParameters, activatedParameters: cost.activatedParameters,
-                        latency: summary, imagesPerSecond: Double(queries * batch) / wall,
+                        latency: summary, imagesPerSecond: Double(queries * requested) / wall,
                         gflopsAchieved: scenario == .server ? gflop * Double(queries) / wall : gflop / busy,
                         fractionOfRoofline: (scenario == .server ? gflop * Double(queries) / wall : gflop / busy) / roofline,
-                        residentMiB: mem.now, peakResidentMiB: mem.peak, phaseMsPerQuery: phases)
+                        residentMiB: mem.now, peakResidentMiB: mem.peak, phaseMsPerQuery: phases, codec: codec,
+                        meetsLatencyBound: scenario == .server ? suite.serverTargetLatencyMs.map { summary.p99Ms <= $0 } : nil)
     }
 }
 
@@ -118,15 +130,22 @@ enum CostTables {
                       .init("params total", unit: "M"), .init("params activated", unit: "M"), .init("true GFLOP/query", unit: "GFLOP"),
                       .init("queries"), .init("p50", unit: "ms"), .init("p90", unit: "ms"), .init("p99", unit: "ms"),
                       .init("throughput", unit: "images/s"), .init("rate", unit: "GFLOP/s"), .init("of roofline", unit: "fraction"),
-                      .init("RSS", unit: "MiB"), .init("peak RSS", unit: "MiB")],
+                      .init("RSS", unit: "MiB"), .init("process peak RSS so far", unit: "MiB"), .init("p99 within bound")],
             rows: cells.map { c in
-                [.string(c.name), .string(c.kind), .string(c.execution), n(Double(c.batch)), .string(c.scenario),
+                [.string(c.name), .string(c.kind), .string(c.executionLabel), n(Double(c.batch)), .string(c.scenario),
                  n(Double(c.totalParameters) / 1e6), n(Double(c.activatedParameters) / 1e6), n(c.gflopPerQuery),
                  n(Double(c.latency.count)), n(c.latency.p50Ms), n(c.latency.p90Ms), n(c.latency.p99Ms),
-                 n(c.imagesPerSecond), n(c.gflopsAchieved), n(c.fractionOfRoofline), n(c.residentMiB), n(c.peakResidentMiB)]
+                 n(c.imagesPerSecond), n(c.gflopsAchieved), n(c.fractionOfRoofline), n(c.residentMiB), n(c.peakResidentMiB),
+                 c.meetsLatencyBound.map { .bool($0) } ?? .null]
             },
             note: String(format: "Roofline: OpenBLAS sgemm measured in this run at %.1f GFLOP/s (512×384·384×1536, rows split over the engine's workers). ", roofline)
-                + "A query is one forward of `batch` images (doubled by classifier-free guidance). Server latency includes queueing; its rate is GFLOP served per wall second.")
+                + "A query is one forward of `batch` images (doubled by classifier-free guidance); offline issues all its queries as one forward. Server latency includes queueing; its rate is GFLOP served per wall second. RSS is the suite process's (all models loaded so far).")
+    }
+
+    /// The first cell of each model, in order.
+    static func models(_ cells: [CostCell]) -> [CostCell] {
+        var seen = Set<String>()
+        return cells.filter { seen.insert($0.model).inserted }
     }
 
     static func phases(_ cells: [CostCell]) -> ResultTable {
@@ -136,7 +155,7 @@ enum CostTables {
             id: "cost_phases", title: "Time per query by phase (single-stream cells)",
             columns: [.init("model"), .init("execution"), .init("batch", unit: "images")] + used.map { .init($0, unit: "ms") },
             rows: cells.filter { $0.scenario == Scenario.singleStream.rawValue }.map { c in
-                [.string(c.name), .string(c.execution), .number(Double(c.batch))] + used.map { .number(c.phaseMsPerQuery[$0] ?? 0) }
+                [.string(c.name), .string(c.executionLabel), .number(Double(c.batch))] + used.map { .number(c.phaseMsPerQuery[$0] ?? 0) }
             },
             note: "attention includes the qkv and output projections; routed_experts is the executor's compute (in the cluster: the workers' time as the coordinator sees it, minus codec, transfer and waiting, which are split out).")
     }
@@ -153,7 +172,7 @@ enum CostTables {
                              .number(m.gflopsAchieved / b.gflopsAchieved)])
             }
             for cl in single where cl.model == m.model && cl.batch == m.batch && cl.execution == ExecutionMode.cluster.rawValue {
-                rows.append([.string("\(m.name): cluster vs in-process"), .number(Double(m.batch)), .number(1), .number(1),
+                rows.append([.string("\(m.name): \(cl.executionLabel) vs in-process"), .number(Double(m.batch)), .number(1), .number(1),
                              .number(cl.latency.p50Ms / m.latency.p50Ms), .number(cl.gflopsAchieved / m.gflopsAchieved)])
             }
         }
@@ -162,6 +181,9 @@ enum CostTables {
             columns: [.init("comparison"), .init("batch", unit: "images"), .init("activated params", unit: "ratio"),
                       .init("true FLOPs", unit: "ratio"), .init("latency p50", unit: "ratio"), .init("GFLOP/s", unit: "ratio")],
             rows: rows,
-            note: "Matched activated parameters: DiT-MoE-S/2-8E2A (71.9M) sits between DiT-S/2 (33.0M) and DiT-B/2 (130.5M); matched FLOPs: DiT-MoE-S/2-8E2A (32.1 GFLOP) vs DiT-B/2 (46.0).")
+            note: "Per image: " + models(cells).map { c in
+                String(format: "%@ %.1fM activated parameters, %.2f true GFLOP", c.name, Double(c.activatedParameters) / 1e6,
+                       c.gflopPerQuery / Double(c.imagesPerQuery))
+            }.joined(separator: "; ") + ". A ratio below 1 means the first costs less.")
     }
 }

@@ -40,7 +40,7 @@ public final class SuiteRunner {
         self.store = store
         progress.say("results → \(store.directory.path)")
         BLASThreads.set(1)
-        Parallel.threads = profile.run.blasThreads ?? ProcessInfo.processInfo.activeProcessorCount
+        Parallel.threads = profile.run.threads ?? ProcessInfo.processInfo.activeProcessorCount
         var failed = false
         func part(_ id: String, _ title: String, _ body: () throws -> ResultPart) throws {
             let started = ResultsStore.iso8601(Date())
@@ -90,37 +90,40 @@ public final class SuiteRunner {
         let roofline = Roofline.sgemm(threads: Parallel.threads)
         let roofline1 = Roofline.sgemm(threads: 1)
         let runner = CostRunner(suite: suite, run: profile.run, progress: progress, roofline: roofline)
-        var cells: [CostCell] = []
         var notes: [String] = [String(format: "sgemm roofline measured in this run: %.1f GFLOP/s on %d worker(s) (%.1f on one).", roofline, Parallel.threads, roofline1)]
-        var clusterSession: ClusterSession?
-        defer { clusterSession?.shutdown() }
-        let codec = profile.codecs.first ?? CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)
+        var cells: [CostCell] = []
+        let codecs = profile.codecs.isEmpty ? [CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)] : profile.codecs
         for id in suite.models + suite.baselines {
             let (config, source) = try resolve(id)
             progress.say("cost: loading \(config.name) (\(id))")
             let weights = try DiTWeights(config: config, source: source)
-            for execution in suite.execution {
-                if execution == .cluster && !config.isMoE { continue }
-                let model: DiTModel
-                if execution == .cluster {
-                    guard let settings = profile.cluster, let open = openCluster else { throw SuiteError.noCluster }
-                    if clusterSession == nil {
-                        progress.say("cost: starting the cluster from \(settings.hosts)")
-                        clusterSession = try open(settings, config, source)
-                        notes.append("Cluster: \(clusterSession!.summary).")
-                    }
-                    model = try DiTModel(weights: weights, executor: try clusterSession!.executor(for: weights, codec: codec))
-                } else {
-                    model = try DiTModel(weights: weights)
-                }
+            func measureAll(_ model: DiTModel, _ execution: ExecutionMode, codec: String?) throws {
                 for batch in suite.batchSizes {
                     for scenario in suite.scenarios {
-                        progress.say("cost: \(config.name) \(execution.rawValue) batch \(batch) \(scenario.rawValue)")
-                        let cell = try runner.measure(model: model, id: id, execution: execution, batch: batch, scenario: scenario,
-                                                      seed: profile.run.seeds.first ?? 0)
+                        progress.say("cost: \(config.name) \(execution.rawValue)\(codec.map { " (\($0))" } ?? "") batch \(batch) \(scenario.rawValue)")
+                        let cell = try runner.measure(model: model, id: id, execution: execution, codec: codec, batch: batch,
+                                                      scenario: scenario, seed: profile.run.seeds.first ?? 0)
                         progress.say(String(format: "      p50 %.1f ms, %.2f images/s, %.0f%% of roofline", cell.latency.p50Ms,
                                             cell.imagesPerSecond, 100 * cell.fractionOfRoofline))
                         cells.append(cell)
+                    }
+                }
+            }
+            for execution in suite.execution {
+                switch execution {
+                case .inProcess:
+                    try measureAll(try DiTModel(weights: weights), .inProcess, codec: nil)
+                case .cluster:
+                    guard config.isMoE else { continue }
+                    guard let settings = profile.cluster, let open = openCluster else { throw SuiteError.noCluster }
+                    // One session per model: the workers load exactly this model's experts.
+                    progress.say("cost: starting the cluster from \(settings.hosts) for \(config.name)")
+                    let session = try open(settings, config, source)
+                    defer { session.shutdown() }
+                    if !notes.contains(where: { $0.hasPrefix("Cluster:") }) { notes.append("Cluster: \(session.summary).") }
+                    for codec in codecs {
+                        let model = try DiTModel(weights: weights, executor: try session.executor(for: weights, codec: codec))
+                        try measureAll(model, .cluster, codec: codec.label)
                     }
                 }
             }

@@ -1,1 +1,0 @@
-// Harness module: see specs/architecture.md for what it owns.
