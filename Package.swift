@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimise),
         .target(name: "DiT", dependencies: ["Tensor"], swiftSettings: optimise),
         .target(name: "Diffusion", dependencies: ["Tensor", "CBLAS"], swiftSettings: optimise),
-        .target(name: "Wire", dependencies: ["CLZ4", .product(name: "Crypto", package: "swift-crypto")],
+        .target(name: "Wire", dependencies: ["CLZ4", "CSupport", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: optimise),
         .target(name: "Metrics", dependencies: ["Tensor", "CBLAS",
                                                 .product(name: "Histogram", package: "hdrhistogram-swift")],

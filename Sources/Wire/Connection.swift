@@ -182,12 +182,12 @@ public final class WireConnection {
         let base = UnsafeRawPointer(recvBuffer.base + Frame.headerSize)
         let payload = UnsafeRawBufferPointer(start: base, count: header.payloadLength)
         if header.flags & Frame.flagNoPayloadChecksum == 0 {
-            // Hash stripes as they arrive, overlapping the checksum with the sender still sending.
-            var stream = XXH64Stream()
+            // CRC each piece as it arrives (still in cache), overlapping the checksum with the sender still sending.
+            var stream = CRC32CStream()
             try readExactly(recvBuffer.base + Frame.headerSize, header.payloadLength, deadline: dl, frameStart: false) {
                 stream.consume(base, upTo: $0)
             }
-            let got = stream.finish(base, length: header.payloadLength)
+            let got = UInt64(stream.value)
             guard got == header.payloadChecksum else {
                 poisoned = true
                 throw WireError.badPayloadChecksum(expected: header.payloadChecksum, got: got)

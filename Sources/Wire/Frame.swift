@@ -1,7 +1,8 @@
 // The frame: a fixed 32-byte little-endian header and a payload (docs/protocol.md §1).
 //
 // Header layout (byte offsets): 0 magic u32 | 4 version u16 | 6 type u8 | 7 flags u8 | 8 request id u64 |
-// 16 payload length u32 | 20 header CRC32C u32 (computed with this field zero) | 24 payload XXH64 u64.
+// 16 payload length u32 | 20 header CRC32C u32 (computed with this field zero) | 24 payload CRC32C u64
+// (zero-extended; a value with any of the upper 32 bits set never matches and is `badPayloadChecksum`).
 
 public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case hello = 1, welcome, auth, ready, expert, expertResult, error, ping, pong, stats, statsReply, shutdown
@@ -48,7 +49,7 @@ public struct FrameHeader: Equatable, Sendable {
 
 public enum Frame {
     public static let magic: UInt32 = 0x5745_4F4D   // bytes "MOEW"
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     public static let headerSize = 32
     /// Flag bit 0: the payload checksum was not computed (field is 0). Only for links the user trusts, and only
     /// accepted by receivers configured with `WireLimits.acceptUnchecksummed`.
@@ -59,7 +60,7 @@ public enum Frame {
                                    payload: UnsafeRawBufferPointer, checksum: Bool = true) {
         writeHeader(to: dst, rawType: type.rawValue, version: version, flags: checksum ? 0 : flagNoPayloadChecksum,
                     requestID: requestID, payloadLength: UInt32(payload.count),
-                    payloadChecksum: checksum ? XXH64.hash(payload) : 0)
+                    payloadChecksum: checksum ? UInt64(CRC32C.checksum(payload)) : 0)
     }
 
     /// Writes any header, including invalid ones (tests build bad frames with it).
@@ -108,7 +109,7 @@ public enum Frame {
 
     public static func verifyPayload(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer) throws {
         if header.flags & flagNoPayloadChecksum != 0 { return }
-        let got = XXH64.hash(payload)
+        let got = UInt64(CRC32C.checksum(payload))
         guard got == header.payloadChecksum else {
             throw WireError.badPayloadChecksum(expected: header.payloadChecksum, got: got)
         }

@@ -60,7 +60,7 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
         case let .badHeaderChecksum(e, g):
             return "header checksum mismatch (CRC32C expected 0x\(String(e, radix: 16)), got 0x\(String(g, radix: 16)))"
         case let .badPayloadChecksum(e, g):
-            return "payload checksum mismatch (XXH64 expected 0x\(String(e, radix: 16)), got 0x\(String(g, radix: 16)))"
+            return "payload checksum mismatch (CRC32C expected 0x\(String(e, radix: 16)), got 0x\(String(g, radix: 16)))"
         case let .frameTooLarge(l, lim): return "frame payload of \(l) bytes exceeds the limit of \(lim) bytes"
         case let .unknownType(t): return "unknown message type \(t)"
         case let .badFlags(f): return "reserved flags set (0x\(String(f, radix: 16)))"

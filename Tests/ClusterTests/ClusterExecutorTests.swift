@@ -183,7 +183,7 @@ final class ClusterExecutorTests: XCTestCase {
         _ = try Handshake.client(c, secret: testSecret, fingerprint: fp, peerName: "t")
         var bad = [UInt8](repeating: 0, count: Frame.headerSize) + [1, 2, 3]
         bad.withUnsafeMutableBytes {
-            Frame.writeHeader(to: $0.baseAddress!, rawType: MessageType.ping.rawValue, version: 1, flags: 0, requestID: 1,
+            Frame.writeHeader(to: $0.baseAddress!, rawType: MessageType.ping.rawValue, version: Frame.version, flags: 0, requestID: 1,
                               payloadLength: 3, payloadChecksum: 12345)
         }
         _ = bad.withUnsafeBytes { send(c.fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }

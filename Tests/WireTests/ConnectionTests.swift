@@ -104,7 +104,7 @@ final class ConnectionTests: XCTestCase {
             Thread.sleep(forTimeInterval: 0.4)
             var h = [UInt8](repeating: 0, count: Frame.headerSize)
             h.withUnsafeMutableBytes {
-                Frame.writeHeader(to: $0.baseAddress!, rawType: MessageType.ping.rawValue, version: 1, flags: 0,
+                Frame.writeHeader(to: $0.baseAddress!, rawType: MessageType.ping.rawValue, version: Frame.version, flags: 0,
                                   requestID: 0, payloadLength: 1 << 30, payloadChecksum: 0)
             }
             _ = h.withUnsafeBytes { send(c.fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -122,7 +122,7 @@ final class ConnectionTests: XCTestCase {
         let (port2, join2) = try serveOnce { c in
             var h = [UInt8](repeating: 0, count: Frame.headerSize)
             h.withUnsafeMutableBytes {
-                Frame.writeHeader(to: $0.baseAddress!, rawType: MessageType.ping.rawValue, version: 1, flags: 0,
+                Frame.writeHeader(to: $0.baseAddress!, rawType: MessageType.ping.rawValue, version: Frame.version, flags: 0,
                                   requestID: 0, payloadLength: 1 << 30, payloadChecksum: 0)
             }
             _ = h.withUnsafeBytes { send(c.fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }

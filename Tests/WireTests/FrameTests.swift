@@ -101,7 +101,7 @@ final class FrameTests: XCTestCase {
 
     func testWrongMagicVersionFlagsType() {
         assertThrows(rawFrame(type: 8, magic: 0x1234_5678, payload: [1])) { $0 == .badMagic(0x1234_5678) }
-        assertThrows(rawFrame(type: 8, version: 2, payload: [1])) { $0 == .unsupportedVersion(2) }
+        assertThrows(rawFrame(type: 8, version: 1, payload: [1])) { $0 == .unsupportedVersion(1) }
         assertThrows(rawFrame(type: 8, flags: 0x80, payload: [1])) { $0 == .badFlags(0x80) }
         // Bit 0 (no payload checksum) only where the receiver allows it.
         assertThrows(rawFrame(type: 8, flags: 0x01, payload: [1])) { $0 == .badFlags(0x01) }
@@ -133,6 +133,16 @@ final class FrameTests: XCTestCase {
         bytes = try frameBytes(Ping(data: [1, 2, 3, 4]))
         bytes[21] ^= 1  // the header checksum itself
         assertThrows(bytes) { if case .badHeaderChecksum = $0 { return true }; return false }
+        // The payload CRC32C is zero-extended to 64 bits: a set upper bit never matches, even with a valid header.
+        let payload: [UInt8] = [1, 2, 3, 4]
+        let crc = payload.withUnsafeBytes { CRC32C.checksum($0) }
+        var high = [UInt8](repeating: 0, count: Frame.headerSize)
+        high.withUnsafeMutableBytes {
+            Frame.writeHeader(to: $0.baseAddress!, rawType: MessageType.ping.rawValue, version: Frame.version,
+                              flags: 0, requestID: 1, payloadLength: 4, payloadChecksum: UInt64(crc) | 1 << 40)
+        }
+        assertThrows(high + payload) { $0 == .badPayloadChecksum(expected: UInt64(crc) | 1 << 40, got: UInt64(crc)) }
+        XCTAssertNoThrow(try decodeFrame(rawFrame(type: MessageType.ping.rawValue, payload: payload)))
     }
 
     func testMalformedPayloadsNameTheField() throws {

@@ -40,7 +40,7 @@ func rawFrame(type: UInt8, version: UInt16 = Frame.version, flags: UInt8 = 0, ma
     out.withUnsafeMutableBytes { h in
         payload.withUnsafeBytes { p in
             Frame.writeHeader(to: h.baseAddress!, rawType: type, version: version, flags: flags, requestID: 1,
-                              payloadLength: claimedLength ?? UInt32(payload.count), payloadChecksum: XXH64.hash(p),
+                              payloadLength: claimedLength ?? UInt32(payload.count), payloadChecksum: UInt64(CRC32C.checksum(p)),
                               magic: magic)
         }
     }

@@ -1,6 +1,7 @@
 #ifndef MOEBENCH_CSUPPORT_H
 #define MOEBENCH_CSUPPORT_H
 #include <stddef.h>
+#include <stdint.h>
 
 /* CPU the calling thread runs on now (sched_getcpu), or -1. */
 int moe_current_cpu(void);
@@ -8,5 +9,15 @@ int moe_current_cpu(void);
 int moe_page_node(const void *addr);
 /* Number of CPUs in the calling thread's affinity mask, or -1. */
 int moe_affinity_count(void);
+
+/* CRC32C (Castagnoli, reflected 0x82F63B78, init and final xor 0xFFFFFFFF) of n bytes at data, continuing from
+   crc (the CRC of the bytes before; 0 to start). Uses the fastest of the paths below that the CPU has. */
+uint32_t moe_crc32c(uint32_t crc, const void *data, size_t n);
+/* The same CRC by the portable table-driven code (slicing-by-8), whatever the CPU. */
+uint32_t moe_crc32c_sw(uint32_t crc, const void *data, size_t n);
+/* The same CRC by the SSE4.2 CRC32 instruction on three streams (moe_crc32c_sw where the CPU lacks SSE4.2). */
+uint32_t moe_crc32c_sse42(uint32_t crc, const void *data, size_t n);
+/* The path moe_crc32c uses: 2 = AVX-512 VPCLMULQDQ folding, 1 = SSE4.2 CRC32 instruction, 0 = moe_crc32c_sw. */
+int moe_crc32c_hardware(void);
 
 #endif
