@@ -118,7 +118,7 @@ struct ClusterCommand: ParsableCommand {
     }
 }
 
-extension String {
+fileprivate extension String {
     /// Right-aligns in `width` columns (no truncation).
     func leftPadded(to width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }
