@@ -11,6 +11,21 @@ int moe_page_node(const void *addr) {
     return node;
 }
 
+int moe_policy_node(const void *addr) {
+    int mode = -1;
+    unsigned long mask[16] = {0};   /* 1024 nodes */
+    if (get_mempolicy(&mode, mask, sizeof(mask) * 8, (void *)addr, MPOL_F_ADDR) != 0) return -1;
+    if (mode != MPOL_BIND && mode != MPOL_PREFERRED) return -1;
+    int node = -1;
+    for (int i = 0; i < (int)(sizeof(mask) * 8); i++) {
+        if (mask[i / (8 * sizeof(unsigned long))] & (1UL << (i % (8 * sizeof(unsigned long))))) {
+            if (node >= 0) return -1;
+            node = i;
+        }
+    }
+    return node;
+}
+
 int moe_affinity_count(void) {
     cpu_set_t set;
     CPU_ZERO(&set);

@@ -4,7 +4,9 @@
 // assigned so far in this layer), each worker gets one EXPERT frame with all its experts' rows, workers run
 // concurrently, and results are scattered back into `shards.output`. A worker that fails (timeout, disconnect,
 // ERROR) is marked dead and its experts are retried on live replicas; if an expert has none, execute throws an
-// error naming the worker. Every request has a deadline, so a forward never hangs.
+// error naming the worker. Every request has a deadline, so a forward never hangs. A dead worker is reconnected
+// (full handshake) at the start of a later `execute`, once its back-off has passed: `reconnectBackoff` seconds after
+// it died, doubling after every failed attempt up to `maxReconnectBackoff`.
 
 import DiT
 import Foundation
@@ -20,12 +22,17 @@ public struct ClusterOptions {
     public var requestTimeout: Double
     public var name: String
     public var limits: WireLimits
+    /// Seconds after a worker is marked dead before the first reconnect attempt; each failed attempt doubles
+    /// the wait, up to `maxReconnectBackoff`. An attempt costs at most `connectTimeout` on the forward that makes it.
+    public var reconnectBackoff: Double
+    public var maxReconnectBackoff: Double
 
     public init(secret: WireSecret, fingerprint: ModelFingerprint, codec: ShardOptions = .default,
                 connectTimeout: Double = 5, requestTimeout: Double = 30, name: String = "coordinator",
-                limits: WireLimits = .default) {
+                limits: WireLimits = .default, reconnectBackoff: Double = 1, maxReconnectBackoff: Double = 30) {
         self.secret = secret; self.fingerprint = fingerprint; self.codec = codec; self.connectTimeout = connectTimeout
         self.requestTimeout = requestTimeout; self.name = name; self.limits = limits
+        self.reconnectBackoff = reconnectBackoff; self.maxReconnectBackoff = maxReconnectBackoff
     }
 }
 
@@ -44,6 +51,8 @@ public struct ClusterTiming: Sendable, Equatable {
     public var bytesSent: UInt64 = 0
     public var bytesReceived: UInt64 = 0
     public var retries = 0
+    /// Dead workers brought back by a reconnect.
+    public var reconnects = 0
     public init() {}
     public var totalNanos: UInt64 { computeNanos + codecNanos + transferNanos + waitingNanos }
 }
@@ -52,11 +61,14 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
     /// One connected worker.
     final class Remote {
         let entry: HostEntry
-        let conn: WireConnection
-        let welcome: Welcome
+        var conn: WireConnection
+        var welcome: Welcome
         let codec = ShardCodec()
         var alive = true
         var failure = ""
+        /// Current reconnect back-off (s; 0 while healthy) and the monotonic time of the next attempt.
+        var backoff = 0.0
+        var retryAt: UInt64 = 0
         var nextRequest: UInt64 = 1
         // Per-layer work (reused buffers).
         var experts: [Int] = []
@@ -141,27 +153,36 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
         var remotes: [Remote] = []
         for entry in hosts.entries {
             do {
-                let conn = try WireConnection.connect(host: entry.address, port: entry.port,
-                                                      timeout: options.connectTimeout, limits: options.limits)
-                let w = try Handshake.client(conn, secret: options.secret, fingerprint: options.fingerprint,
-                                             peerName: options.name, timeout: options.connectTimeout)
-                let loaded = Set(w.experts.map(Int.init))
-                let missing = entry.experts.filter { !loaded.contains($0) }
-                guard missing.isEmpty else {
-                    conn.close()
-                    throw ClusterError.disagreement("worker \(entry.name) (\(hosts.path):\(entry.line)) is listed with experts \(formatExpertList(entry.experts)) but loads \(formatExpertList(Array(loaded)))")
-                }
+                let (conn, w) = try Self.connect(entry, hosts: hosts, options: options)
                 remotes.append(Remote(entry: entry, conn: conn, welcome: w))
-            } catch let e as ClusterError {
-                remotes.forEach { $0.conn.close() }
-                throw e
             } catch {
                 remotes.forEach { $0.conn.close() }
-                throw ClusterError.connectFailed(worker: entry.name, endpoint: entry.endpoint, reason: "\(error)")
+                throw error
             }
         }
         self.remotes = remotes
         owners = (0..<expertCount).map { e in remotes.indices.filter { remotes[$0].entry.experts.contains(e) } }
+    }
+
+    /// Connects to one worker, authenticates, and checks that it loads the experts `hosts` lists for it.
+    static func connect(_ entry: HostEntry, hosts: HostsFile, options: ClusterOptions) throws -> (WireConnection, Welcome) {
+        do {
+            let conn = try WireConnection.connect(host: entry.address, port: entry.port,
+                                                  timeout: options.connectTimeout, limits: options.limits)
+            let w = try Handshake.client(conn, secret: options.secret, fingerprint: options.fingerprint,
+                                         peerName: options.name, timeout: options.connectTimeout)
+            let loaded = Set(w.experts.map(Int.init))
+            let missing = entry.experts.filter { !loaded.contains($0) }
+            guard missing.isEmpty else {
+                conn.close()
+                throw ClusterError.disagreement("worker \(entry.name) (\(hosts.path):\(entry.line)) is listed with experts \(formatExpertList(entry.experts)) but loads \(formatExpertList(Array(loaded)))")
+            }
+            return (conn, w)
+        } catch let e as ClusterError {
+            throw e
+        } catch {
+            throw ClusterError.connectFailed(worker: entry.name, endpoint: entry.endpoint, reason: "\(error)")
+        }
     }
 
     deinit { close() }
@@ -173,6 +194,39 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
     /// Worker names and what they reported in WELCOME.
     public var workers: [(name: String, endpoint: String, numa: NUMAReport, alive: Bool)] {
         remotes.map { ($0.entry.name, $0.entry.endpoint, $0.welcome.numa, $0.alive) }
+    }
+
+    /// Workers currently marked dead, why, and when (seconds from now) the next reconnect attempt is due.
+    public var deadWorkers: [(name: String, endpoint: String, reason: String, retryIn: Double)] {
+        let now = monotonicNanos()
+        return remotes.filter { !$0.alive }.map {
+            ($0.entry.name, $0.entry.endpoint, $0.failure, $0.retryAt > now ? Double($0.retryAt - now) * 1e-9 : 0)
+        }
+    }
+
+    /// Marks `r` dead after `error` and schedules its next reconnect attempt.
+    func markDead(_ r: Remote, _ error: Error) {
+        r.alive = false
+        r.failure = "\(error)"
+        r.conn.close()
+        r.backoff = r.backoff == 0 ? options.reconnectBackoff : min(2 * r.backoff, options.maxReconnectBackoff)
+        r.retryAt = monotonicNanos() &+ UInt64(max(0, r.backoff) * 1e9)
+    }
+
+    /// Tries to reconnect every dead worker whose back-off has passed.
+    func reviveDueWorkers() {
+        let now = monotonicNanos()
+        for r in remotes where !r.alive && now >= r.retryAt {
+            do {
+                let (conn, w) = try Self.connect(r.entry, hosts: hosts, options: options)
+                r.conn = conn
+                r.welcome = w
+                r.alive = true
+                timing.reconnects += 1
+            } catch {
+                markDead(r, error)
+            }
+        }
     }
 
     public func resetTiming() { timing = ClusterTiming() }
@@ -191,6 +245,7 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
 
     public func execute(_ s: ExpertShards) throws {
         let t0 = monotonicNanos()
+        if remotes.contains(where: { !$0.alive }) { reviveDueWorkers() }
         var pending = (0..<s.expertCount).filter { s.rowCount(expert: $0) > 0 }
         var criticalRemote: Remote?
         var criticalEnd: UInt64 = 0
@@ -221,13 +276,12 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
             pending = []
             for r in busy {
                 if let e = r.error {
-                    r.alive = false
-                    r.failure = "\(e)"
-                    r.conn.close()
+                    markDead(r, e)
                     pending += r.experts
                     r.error = nil
                     timing.retries += 1
                 } else {
+                    r.backoff = 0
                     timing.bytesSent &+= UInt64(r.sentBytes)
                     timing.bytesReceived &+= UInt64(r.receivedBytes)
                     let end = r.codecNanos + r.roundTripNanos

@@ -1,6 +1,11 @@
 // The expert worker: owns some routed experts of every MoE layer, serves EXPERT requests over the wire protocol
 // (docs/protocol.md), one thread per connection. A malformed or unauthenticated peer gets ERROR and loses its
 // connection; the worker and its other connections carry on.
+//
+// Threading: each connection (its socket, buffers and byte counters) belongs to its own thread; the worker's
+// shared state (stop flag, per-expert stats, per-connection traffic snapshots) is guarded by `lock`. Nobody touches
+// another thread's socket: `stop()` only sets a flag, which every connection thread polls at least every
+// `stopPollInterval` while it waits for its peer.
 
 import DiT
 import Foundation
@@ -18,11 +23,15 @@ public struct WorkerOptions {
     /// Handshake deadline and idle limit per request frame (seconds).
     public var handshakeTimeout: Double
     public var idleTimeout: Double
+    /// Where operational problems go (accept failures); one line per call, stderr by default.
+    public var log: (String) -> Void
 
     public init(name: String, host: String = "127.0.0.1", port: Int, numaNode: Int? = nil, secret: WireSecret,
-                limits: WireLimits = .default, handshakeTimeout: Double = 10, idleTimeout: Double = 3600) {
+                limits: WireLimits = .default, handshakeTimeout: Double = 10, idleTimeout: Double = 3600,
+                log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
         self.name = name; self.host = host; self.port = port; self.numaNode = numaNode; self.secret = secret
         self.limits = limits; self.handshakeTimeout = handshakeTimeout; self.idleTimeout = idleTimeout
+        self.log = log
     }
 }
 
@@ -31,21 +40,36 @@ public final class ExpertWorker: @unchecked Sendable {
     public let weights: DiTWeights
     public let experts: [Int]
     public let fingerprint: ModelFingerprint
-    /// Filled in by `bind`/`init`; reported in WELCOME and STATS.
+    /// The placement check made when the worker started (every sampled weight page), reported in WELCOME; STATS
+    /// reports a fresh `numaCheck()`.
     public private(set) var numa: NUMAReport = .unbound
     /// The bound port (the kernel's choice when options.port is 0).
     public var port: Int { listener.port }
+    /// Longest time a connection thread waits before looking at the stop flag again (seconds).
+    public static let stopPollInterval = 0.05
 
-    private let listener: WireListener
+    let listener: WireListener
     private let modules: [[Int: SwiGLUExpert]]   // [layer][expert]
+    /// First and last byte of every hosted expert's two matrices, in every layer.
+    let weightSamples: [UnsafeRawPointer]
     private let lock = NSLock()
+    // Guarded by `lock`:
     private var stats: [Int: ExpertStat] = [:]
-    private var connections: [ObjectIdentifier: WireConnection] = [:]
+    /// Byte counts of each open connection as its own thread last published them, and the sum over closed ones.
+    private var traffic: [ObjectIdentifier: Traffic] = [:]
+    private var closedTraffic = Traffic()
     private var stopping = false
+    private var serving = false
     private var activeThreads = 0
+    private var sampleCursor = 0
+    /// Accept errors seen by `serve()` (for tests and the log).
+    private(set) var acceptFailures = 0
     private let started = monotonicNanos()
 
-    /// Binds to the NUMA node first (so weight pages are allocated there), then loads only `experts`.
+    struct Traffic { var received: UInt64 = 0, sent: UInt64 = 0 }
+
+    /// Binds to the NUMA node first, then loads only `experts`; when bound, their matrices are copied into memory
+    /// allocated on that node (checkpoint weights would otherwise stay in the page cache wherever it is).
     public static func start(config: DiTConfig, source: WeightSource, experts: [Int], options: WorkerOptions) throws
         -> ExpertWorker {
         if let node = options.numaNode { try NUMA.bind(node: node) }
@@ -55,7 +79,8 @@ public final class ExpertWorker: @unchecked Sendable {
         if let bad = experts.first(where: { $0 < 0 || $0 >= config.numExperts }) {
             throw ClusterError.badConfig("expert \(bad) is outside 0...\(config.numExperts - 1) for \(config.name)")
         }
-        let weights = try DiTWeights(config: config, source: source, scope: .experts(Set(experts)))
+        let weights = try DiTWeights(config: config, source: source, scope: .experts(Set(experts)),
+                                     materialize: options.numaNode.map { NUMA.allocator(node: $0) })
         return try ExpertWorker(weights: weights, experts: experts, options: options)
     }
 
@@ -71,77 +96,160 @@ public final class ExpertWorker: @unchecked Sendable {
                 return (e, SwiGLUExpert(gateUp: w.gateUp, down: w.down))
             })
         }
+        let hosted = self.experts
+        weightSamples = (0..<c.depth).flatMap { l in
+            hosted.flatMap { e -> [UnsafeRawPointer] in
+                let w = weights.expert(layer: l, expert: e)
+                return [w.gateUp, w.down].flatMap { m in [m.base, m.base + (m.count * m.dtype.byteSize - 1)] }
+            }
+        }
         for e in experts { stats[e] = ExpertStat(expert: UInt32(e), requests: 0, rows: 0, computeNanos: 0) }
         listener = try WireListener(host: options.host, port: options.port)
-        if let node = options.numaNode {
-            let pages = experts.prefix(4).map { UnsafeRawPointer(weights.expert(layer: 0, expert: $0).gateUp.base) }
-            numa = NUMA.report(requestedNode: node, weightPages: pages)
-        }
+        if let node = options.numaNode { numa = NUMA.report(requestedNode: node, weightPages: weightSamples) }
+    }
+
+    /// Samples checked by each `numaCheck()`; successive checks rotate through all of `weightSamples`.
+    static let samplesPerCheck = 16
+
+    /// A fresh placement check from the calling thread: the node it runs on and the node of up to
+    /// `samplesPerCheck` weight pages spread over all layers and experts (a different subset each call).
+    public func numaCheck() -> NUMAReport {
+        guard let node = options.numaNode, !weightSamples.isEmpty else { return numa }
+        return NUMA.report(requestedNode: node, weightPages: nextSampleIndices().map { weightSamples[$0] })
+    }
+
+    /// Every `stride`-th sample from a rotating offset: at most `samplesPerCheck`, all of them over `stride` calls.
+    func nextSampleIndices() -> [Int] {
+        let n = weightSamples.count
+        let stride = max(1, (n + Self.samplesPerCheck - 1) / Self.samplesPerCheck)
+        lock.lock()
+        let offset = sampleCursor % stride
+        sampleCursor += 1
+        lock.unlock()
+        return Array(Swift.stride(from: offset, to: n, by: stride))
     }
 
     // MARK: serving
 
-    /// Accepts connections until `stop()` or a SHUTDOWN; each connection gets its own thread.
+    /// Accepts connections until `stop()` or a SHUTDOWN; each connection gets its own thread. A failing accept
+    /// (e.g. EMFILE) is logged once per distinct error and retried with exponential back-off.
     public func serve() {
-        while true {
-            lock.lock(); let s = stopping; lock.unlock()
-            if s { break }
-            guard let conn = try? listener.accept(timeout: 0.2, limits: options.limits) else { continue }
+        lock.lock(); serving = true; lock.unlock()
+        var backoff = AcceptBackoff()
+        while !isStopping {
+            let accepted: WireConnection?
+            do {
+                accepted = try listener.accept(timeout: 0.2, limits: options.limits)
+                backoff.succeeded()
+            } catch {
+                lock.lock(); acceptFailures += 1; lock.unlock()
+                if let first = backoff.failed(error) {
+                    options.log("worker \(options.name): cannot accept connections on \(options.host):\(port): \(first); "
+                                + "retrying every \(AcceptBackoff.initial)–\(AcceptBackoff.maximum) s (each distinct error is logged once)")
+                }
+                sleepUnlessStopping(backoff.delay)
+                continue
+            }
+            guard let conn = accepted else { continue }
+            let id = ObjectIdentifier(conn)
             lock.lock()
-            connections[ObjectIdentifier(conn)] = conn
+            traffic[id] = Traffic()
             activeThreads += 1
             lock.unlock()
             let t = Thread { [self] in
                 self.handle(conn)
+                conn.close()
                 self.lock.lock()
-                self.connections[ObjectIdentifier(conn)] = nil
+                let last = self.traffic.removeValue(forKey: id) ?? Traffic()
+                self.closedTraffic.received &+= last.received
+                self.closedTraffic.sent &+= last.sent
                 self.activeThreads -= 1
                 self.lock.unlock()
-                conn.close()
             }
             t.stackSize = 1 << 20
             t.start()
         }
         listener.close()
+        lock.lock(); serving = false; lock.unlock()
     }
 
     /// Starts `serve()` on a background thread.
     public func serveInBackground() {
+        lock.lock(); serving = true; lock.unlock()   // so that an immediate waitForConnections() waits for it
         Thread.detachNewThread { [self] in self.serve() }
     }
 
-    /// Stops accepting and ends every connection (what a crash looks like to the coordinator, minus the exit).
+    /// Stops accepting and ends every connection within `stopPollInterval` (an idle peer gets ERROR shuttingDown;
+    /// a request being computed is finished and answered first). Only sets a flag: each connection thread closes
+    /// its own socket.
     public func stop() {
-        lock.lock()
-        stopping = true
-        let open = Array(connections.values)
-        lock.unlock()
-        for c in open where c.fd >= 0 { shutdown(c.fd, Int32(SHUT_RDWR)) }
+        lock.lock(); stopping = true; lock.unlock()
     }
 
     public var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
 
-    /// Waits (up to `timeout` s) for every connection thread to finish after `stop()`.
-    public func waitForConnections(timeout: Double = 5) {
+    /// Waits (up to `timeout` s) until the accept loop has closed the listener and every connection thread has
+    /// finished, after `stop()` or a SHUTDOWN. Returns false on timeout.
+    @discardableResult
+    public func waitForConnections(timeout: Double = 5) -> Bool {
         let end = Date().addingTimeInterval(timeout)
-        while Date() < end {
-            lock.lock(); let n = activeThreads; lock.unlock()
-            if n == 0 { return }
+        while true {
+            lock.lock(); let done = activeThreads == 0 && !serving; lock.unlock()
+            if done { return true }
+            if Date() >= end { return false }
             Thread.sleep(forTimeInterval: 0.01)
         }
     }
 
     public func statsReply() -> StatsReply {
+        let check = numaCheck()
         lock.lock(); defer { lock.unlock() }
-        var bytesIn: UInt64 = 0, bytesOut: UInt64 = 0
-        for c in connections.values { bytesIn &+= c.bytesReceived; bytesOut &+= c.bytesSent }
-        return StatsReply(workerName: options.name, numa: numa, uptimeNanos: monotonicNanos() - started,
-                          bytesIn: bytesIn, bytesOut: bytesOut, connections: UInt32(connections.count),
+        var total = closedTraffic
+        for t in traffic.values { total.received &+= t.received; total.sent &+= t.sent }
+        return StatsReply(workerName: options.name, numa: check, uptimeNanos: monotonicNanos() - started,
+                          bytesIn: total.received, bytesOut: total.sent, connections: UInt32(traffic.count),
                           experts: experts.map { stats[$0]! })
+    }
+
+    /// Publishes `conn`'s byte counters (called by the connection's own thread only).
+    private func publishTraffic(_ conn: WireConnection) {
+        lock.lock()
+        traffic[ObjectIdentifier(conn)] = Traffic(received: conn.bytesReceived, sent: conn.bytesSent)
+        lock.unlock()
+    }
+
+    private func sleepUnlessStopping(_ seconds: Double) {
+        let end = monotonicNanos() &+ UInt64(seconds * 1e9)
+        while !isStopping && monotonicNanos() < end { Thread.sleep(forTimeInterval: min(Self.stopPollInterval, seconds)) }
+    }
+
+    enum Readiness { case readable, stopping, idle }
+
+    /// Waits on the calling thread's own connection until it has something to read (data, hang-up or error: the
+    /// next receive tells which), the worker stops, or `timeout` passes; looks at the stop flag every
+    /// `stopPollInterval`.
+    private func awaitPeer(_ conn: WireConnection, timeout: Double) -> Readiness {
+        let end = monotonicNanos() &+ UInt64(max(0, min(timeout, 1e6)) * 1e9)
+        while true {
+            if isStopping { return .stopping }
+            let now = monotonicNanos()
+            if now >= end { return .idle }
+            var pfd = pollfd(fd: conn.fd, events: Int16(POLLIN), revents: 0)
+            let ms = Int32(min(Double(end - now) / 1e6 + 1, Self.stopPollInterval * 1000))
+            let rc = poll(&pfd, 1, ms)
+            if rc > 0 { return isStopping ? .stopping : .readable }
+            if rc < 0 && errno != EINTR { return .readable }
+        }
     }
 
     /// One connection: handshake, then requests until the peer leaves or misbehaves.
     func handle(_ conn: WireConnection) {
+        defer { publishTraffic(conn) }
+        switch awaitPeer(conn, timeout: options.handshakeTimeout) {
+        case .readable: break
+        case .stopping: conn.fail(.shuttingDown, "worker \(options.name) is stopping"); return
+        case .idle: conn.fail(.timeout, "no HELLO within \(options.handshakeTimeout) s"); return
+        }
         do {
             _ = try Handshake.server(conn, secret: options.secret, fingerprint: fingerprint,
                                      timeout: options.handshakeTimeout) { _ in
@@ -151,9 +259,16 @@ public final class ExpertWorker: @unchecked Sendable {
         } catch {
             return   // the peer got ERROR (or left); nothing was computed for it
         }
+        publishTraffic(conn)
         let session = WorkerSession(worker: self)
         while conn.isOpen {
+            switch awaitPeer(conn, timeout: options.idleTimeout) {
+            case .readable: break
+            case .stopping: conn.fail(.shuttingDown, "worker \(options.name) is stopping"); return
+            case .idle: conn.fail(.timeout, "idle for \(options.idleTimeout) s"); return
+            }
             let frame: ReceivedFrame
+            defer { publishTraffic(conn) }
             do { frame = try conn.receive(timeout: options.idleTimeout) } catch let e as WireError {
                 if case .closed = e { return }
                 conn.fail(e.code, e.description)
@@ -308,4 +423,22 @@ public enum ClusterError: Error, Equatable, CustomStringConvertible {
         case let .disagreement(s): return s
         }
     }
+}
+
+/// How `ExpertWorker.serve()` retries a failing accept: the delay doubles from `initial` to `maximum` while
+/// failures continue and resets on the next success; each distinct error text is reported once per worker.
+struct AcceptBackoff {
+    static let initial = 0.05
+    static let maximum = 5.0
+    private(set) var delay = 0.0
+    private var reported: Set<String> = []
+
+    /// Records a failure; returns the error's text the first time this text is seen, nil after.
+    mutating func failed(_ error: Error) -> String? {
+        delay = delay == 0 ? Self.initial : min(delay * 2, Self.maximum)
+        let text = "\(error)"
+        return reported.insert(text).inserted ? text : nil
+    }
+
+    mutating func succeeded() { delay = 0 }
 }

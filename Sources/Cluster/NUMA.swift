@@ -7,6 +7,7 @@
 import CNUMA
 import Foundation
 import CSupport
+import DiT
 import Wire
 
 public enum NUMAError: Error, Equatable, CustomStringConvertible {
@@ -81,6 +82,17 @@ public enum NUMA {
 
     /// Node of the page holding `address` (faulting it in if needed), or −1.
     public static func pageNode(_ address: UnsafeRawPointer) -> Int { Int(moe_page_node(address)) }
+
+    /// Node named by the memory policy of the mapping holding `address` when it binds (or prefers) exactly one
+    /// node, e.g. memory from `allocator(node:)`; −1 for the default policy (page cache, ordinary heap).
+    public static func policyNode(_ address: UnsafeRawPointer) -> Int { Int(moe_policy_node(address)) }
+
+    /// Weight memory on `node`: `numa_alloc_onnode` (an anonymous mapping bound to the node, so its pages land there
+    /// when first touched, whichever thread touches them) and `numa_free`.
+    public static func allocator(node: Int) -> WeightAllocator {
+        WeightAllocator(allocate: { bytes in numa_alloc_onnode(max(bytes, 1), Int32(node)) },
+                        deallocate: { p, bytes in numa_free(p, max(bytes, 1)) })
+    }
 
     /// What a worker reports in WELCOME and STATS: the node of the CPU this thread runs on and of the given
     /// weight pages (the first page that disagrees, if any).

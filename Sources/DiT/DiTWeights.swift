@@ -23,6 +23,19 @@ public enum WeightScope: Equatable, Sendable {
     }
 }
 
+/// Memory for routed-expert matrices that `DiTWeights` copies out of their source (see `init(…materialize:)`),
+/// e.g. `numa_alloc_onnode`/`numa_free` for a worker bound to a NUMA node. `allocate` returns nil on failure;
+/// `deallocate` gets back the pointer and byte count `allocate` was asked for.
+public struct WeightAllocator {
+    public var allocate: (_ bytes: Int) -> UnsafeMutableRawPointer?
+    public var deallocate: (_ pointer: UnsafeMutableRawPointer, _ bytes: Int) -> Void
+
+    public init(allocate: @escaping (_ bytes: Int) -> UnsafeMutableRawPointer?,
+                deallocate: @escaping (_ pointer: UnsafeMutableRawPointer, _ bytes: Int) -> Void) {
+        self.allocate = allocate; self.deallocate = deallocate
+    }
+}
+
 /// The parameter tensors of one model, validated against its config's manifest. Matrices stay in their stored
 /// dtype (F16/BF16 are widened per GEMM); vectors (biases, norms, tables) are held as Float32.
 public final class DiTWeights: @unchecked Sendable {
@@ -36,14 +49,23 @@ public final class DiTWeights: @unchecked Sendable {
     private var matrices: [String: WeightMatrix] = [:]
     private var vectors: [String: UnsafePointer<Float>] = [:]
     private var owned: [UnsafeMutableRawPointer] = []
+    /// Copies made by `materialize`, with the allocator that made them.
+    private var placed: [(pointer: UnsafeMutableRawPointer, bytes: Int)] = []
+    private let allocator: WeightAllocator?
     /// Largest matrix stored as F16/BF16 (elements), i.e. the widening scratch a GEMM needs; 0 if all F32.
     public private(set) var maxHalfMatrix = 0
     public private(set) var storageBytes = 0
 
-    public init(config: DiTConfig, source: WeightSource, scope: WeightScope = .full) throws {
+    /// - materialize: when given, every loaded routed expert's fused gate/up and down matrices are copied into
+    ///   memory from this allocator after loading (in the stored dtype), and the buffers they came from are freed
+    ///   when nothing else uses them. Without it, checkpoint matrices are views of the file's page cache (placed
+    ///   wherever the kernel put them) and random ones live where the init threads first touched them.
+    public init(config: DiTConfig, source: WeightSource, scope: WeightScope = .full,
+                materialize: WeightAllocator? = nil) throws {
         self.config = config
         self.source = source
         self.scope = scope
+        allocator = materialize
         let specs = config.tensorSpecs
         switch source {
         case let .safetensors(path):
@@ -76,9 +98,16 @@ public final class DiTWeights: @unchecked Sendable {
             for (spec, buffer) in zip(wanted, buffers) { register(spec, f32: UnsafeRawPointer(buffer)) }
         }
         if config.isMoE { try fuseExpertGateUp() }
+        if config.isMoE, let a = materialize { try materializeExperts(with: a) }
     }
 
-    deinit { for p in owned { p.deallocate() } }
+    deinit {
+        for p in owned { p.deallocate() }
+        if let a = allocator { for (p, n) in placed { a.deallocate(p, n) } }
+    }
+
+    /// True when routed-expert matrices live in memory from a `materialize` allocator.
+    public var isMaterialized: Bool { !placed.isEmpty }
 
     // MARK: Access
 
@@ -195,6 +224,59 @@ public final class DiTWeights: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Copies each loaded routed expert's fused gate/up and down matrix into one allocation from `a` (fused gate/up
+    /// first, then down) and points every key of that expert at the copy; the gate_proj and up_proj keys become the
+    /// two halves of the copied fused matrix when it kept their dtype. Owned buffers no key refers to any more are
+    /// freed. Every matrix key refers to the start of an owned buffer (or into the file map), so "refers to the
+    /// start" is the complete liveness test.
+    private func materializeExperts(with a: WeightAllocator) throws {
+        for l in 0..<config.depth {
+            for e in 0..<config.numExperts where scope.includes(TensorSpec(key: "", shape: [], expert: (l, e))) {
+                let x = "blocks.\(l).moe.experts.\(e)."
+                let gu = matrix(x + "gate_up.fused"), dn = matrix(x + "down_proj.weight")
+                let guBytes = gu.count * gu.dtype.byteSize, dnBytes = dn.count * dn.dtype.byteSize
+                // Keep the down matrix 64-byte aligned after the fused one.
+                let dnOffset = (guBytes + 63) & ~63
+                let bytes = dnOffset + dnBytes
+                guard let p = a.allocate(bytes) else {
+                    let name: String
+                    switch source {
+                    case let .safetensors(path): name = path
+                    case let .random(seed): name = "random weights (seed \(seed))"
+                    }
+                    throw DiTError.io(path: name, reason: "cannot allocate \(bytes) bytes for the matrices of routed expert \(e) of layer \(l)")
+                }
+                placed.append((p, bytes))
+                p.copyMemory(from: gu.base, byteCount: guBytes)
+                (p + dnOffset).copyMemory(from: dn.base, byteCount: dnBytes)
+                let newGU = WeightMatrix(rows: gu.rows, cols: gu.cols, dtype: gu.dtype, base: p)
+                repoint(x + "gate_up.fused", to: newGU)
+                repoint(x + "down_proj.weight", to: WeightMatrix(rows: dn.rows, cols: dn.cols, dtype: dn.dtype, base: p + dnOffset))
+                // With mixed storage the fused matrix was widened to F32; gate_proj and up_proj then stay where
+                // they were (nothing computes with them).
+                let g = matrix(x + "gate_proj.weight"), u = matrix(x + "up_proj.weight")
+                if g.dtype == gu.dtype && u.dtype == gu.dtype {
+                    repoint(x + "gate_proj.weight", to: newGU.rows(0..<g.rows))
+                    repoint(x + "up_proj.weight", to: newGU.rows(g.rows..<(g.rows + u.rows)))
+                }
+            }
+        }
+        var live = Set<UnsafeRawPointer>()
+        for m in matrices.values { live.insert(m.base) }
+        for v in vectors.values { live.insert(UnsafeRawPointer(v)) }
+        owned.removeAll { p in
+            guard !live.contains(UnsafeRawPointer(p)) else { return false }
+            p.deallocate()
+            return true
+        }
+    }
+
+    /// Points matrix `key` (and its Float32 vector alias, when it has one) at `m`.
+    private func repoint(_ key: String, to m: WeightMatrix) {
+        matrices[key] = m
+        if vectors[key] != nil { vectors[key] = m.base.assumingMemoryBound(to: Float.self) }
     }
 
     // MARK: Fingerprints

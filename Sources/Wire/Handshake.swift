@@ -67,11 +67,32 @@ public struct WireSecret {
 }
 
 public enum Handshake {
+    /// Largest payload either side accepts before READY (docs/protocol.md §6): HELLO, WELCOME, AUTH, READY and ERROR
+    /// are small, so an unauthenticated peer cannot make the other side grow its receive buffer towards the
+    /// post-handshake limit. The connection's own `limits` apply again once READY is sent or received.
+    public static let maxPayload = 64 << 10
+
+    /// Runs `body` with the connection's payload limit lowered to `maxPayload`, restoring it afterwards.
+    static func withHandshakeLimit<R>(_ conn: WireConnection, _ body: () throws -> R) rethrows -> R {
+        let saved = conn.limits
+        conn.limits.maxPayload = min(saved.maxPayload, maxPayload)
+        defer { conn.limits = saved }
+        return try body()
+    }
+
     /// Coordinator side. Returns the worker's WELCOME once the worker has proved the secret and accepted ours.
     /// `fingerprint` = `.none` accepts any model. On failure the connection is closed.
     public static func client(_ conn: WireConnection, secret: WireSecret, fingerprint: ModelFingerprint,
                               peerName: String, timeout: Double = 10) throws -> Welcome {
         let nonce = WireSecret.randomBytes()
+        return try withHandshakeLimit(conn) {
+            try clientExchange(conn, nonce: nonce, secret: secret, fingerprint: fingerprint, peerName: peerName,
+                               timeout: timeout)
+        }
+    }
+
+    private static func clientExchange(_ conn: WireConnection, nonce: [UInt8], secret: WireSecret, fingerprint: ModelFingerprint,
+                               peerName: String, timeout: Double) throws -> Welcome {
         do {
             try conn.send(Hello(nonce: nonce, fingerprint: fingerprint, peerName: peerName), timeout: timeout)
             let welcome = try conn.receive(timeout: timeout).decode(Welcome.self)
@@ -102,6 +123,13 @@ public enum Handshake {
     /// connection is closed.
     public static func server(_ conn: WireConnection, secret: WireSecret, fingerprint: ModelFingerprint,
                               timeout: Double = 10, welcome: (Hello) -> Welcome) throws -> Hello {
+        try withHandshakeLimit(conn) {
+            try serverExchange(conn, secret: secret, fingerprint: fingerprint, timeout: timeout, welcome: welcome)
+        }
+    }
+
+    private static func serverExchange(_ conn: WireConnection, secret: WireSecret, fingerprint: ModelFingerprint,
+                               timeout: Double, welcome: (Hello) -> Welcome) throws -> Hello {
         do {
             let frame = try conn.receive(timeout: timeout)
             guard frame.header.type == .hello else {

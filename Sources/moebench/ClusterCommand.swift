@@ -99,7 +99,8 @@ struct ClusterCommand: ParsableCommand {
                               + e.endpoint.padding(toLength: 22, withPad: " ", startingAt: 0) + "up      "
                               + numa.padding(toLength: 22, withPad: " ", startingAt: 0)
                               + formatExpertList(s.experts.map { Int($0.expert) }).padding(toLength: 10, withPad: " ", startingAt: 0)
-                              + String(format: "%11d  %10.1f  %8.0f", rowsServed, ms, Double(s.uptimeNanos) / 1e9))
+                              + String(rowsServed).leftPadded(to: 11)
+                              + String(format: "  %10.1f  %8.0f", ms, Double(s.uptimeNanos) / 1e9))
                     }
                 } catch {
                     if common.json { rows.append(["name": e.name, "endpoint": e.endpoint, "state": "down", "error": "\(error)"]) }
@@ -115,4 +116,9 @@ struct ClusterCommand: ParsableCommand {
             }
         }
     }
+}
+
+fileprivate extension String {
+    /// Right-aligns in `width` columns (no truncation).
+    func leftPadded(to width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

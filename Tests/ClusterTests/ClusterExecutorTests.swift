@@ -76,6 +76,73 @@ final class ClusterExecutorTests: XCTestCase {
         XCTAssertTrue(maxRelativeViolation(want, try input.run(remote)).ok)
     }
 
+    /// A replica-backed worker is killed, restarted on the same port, and serves again: the executor reconnects
+    /// on the first forward after its back-off, and never before.
+    func testDeadWorkerIsReconnectedAfterItsBackoff() throws {
+        let local = try DiTModel(config: tinyConfig, source: tinySource)
+        let input = TinyInput(batch: 2)
+        let want = try input.run(local)
+        let cluster = try TestCluster([("w0", [0, 1, 2, 3]), ("w1", [4, 5, 6, 7]), ("w2", [4, 5, 6, 7])])
+        let remote = try DiTModel(config: tinyConfig, source: tinySource)
+        let fp = ModelFingerprint(hashing: remote.weights.fingerprint)
+        let exec = try ClusterExpertExecutor(hosts: cluster.hosts, expertCount: 8,
+                                             options: ClusterOptions(secret: testSecret, fingerprint: fp,
+                                                                     reconnectBackoff: 0.5))
+        remote.executor = exec
+        XCTAssertTrue(maxRelativeViolation(want, try input.run(remote)).ok)
+        let port = cluster.workers[1].port
+        cluster.workers[1].stop()
+        XCTAssertTrue(cluster.workers[1].waitForConnections())
+        let t0 = Date()
+        XCTAssertTrue(maxRelativeViolation(want, try input.run(remote)).ok, "w2 took over")
+        let forwardTime = Date().timeIntervalSince(t0)
+        XCTAssertEqual(exec.workers.map(\.alive), [true, false, true])
+        XCTAssertEqual(exec.deadWorkers.map(\.name), ["w1"])
+        XCTAssertTrue(exec.deadWorkers[0].reason.contains("shuttingDown") || exec.deadWorkers[0].reason.contains("closed"),
+                      exec.deadWorkers[0].reason)
+        // Restart w1 on the same port. Within the back-off the executor leaves it alone.
+        let reborn = try ExpertWorker.start(config: tinyConfig, source: tinySource, experts: [4, 5, 6, 7],
+                                            options: WorkerOptions(name: "w1", port: port, secret: testSecret))
+        reborn.serveInBackground()
+        cluster.workers[1] = reborn
+        if exec.deadWorkers[0].retryIn > 2 * forwardTime + 0.05 {
+            XCTAssertTrue(maxRelativeViolation(want, try input.run(remote)).ok)
+            XCTAssertEqual(exec.timing.reconnects, 0, "reconnected before the back-off had passed")
+            XCTAssertEqual(reborn.statsReply().connections, 0)
+        }
+        Thread.sleep(forTimeInterval: exec.deadWorkers[0].retryIn + 0.02)
+        XCTAssertTrue(maxRelativeViolation(want, try input.run(remote)).ok)
+        XCTAssertEqual(exec.timing.reconnects, 1)
+        XCTAssertEqual(exec.workers.map(\.alive), [true, true, true])
+        XCTAssertTrue(exec.deadWorkers.isEmpty)
+        XCTAssertGreaterThan(reborn.statsReply().experts.reduce(0) { $0 + $1.rows }, 0, "the restarted worker served rows")
+    }
+
+    /// A dead worker that stays down is retried with a growing back-off and keeps its reason.
+    func testReconnectBackoffGrowsWhileTheWorkerStaysDown() throws {
+        let cluster = try TestCluster([("w0", Array(0..<8)), ("w1", Array(0..<8))])
+        let remote = try DiTModel(config: tinyConfig, source: tinySource)
+        let exec = try ClusterExpertExecutor(hosts: cluster.hosts, expertCount: 8,
+                                             options: ClusterOptions(secret: testSecret,
+                                                                     fingerprint: ModelFingerprint(hashing: remote.weights.fingerprint),
+                                                                     reconnectBackoff: 0.05, maxReconnectBackoff: 0.2))
+        remote.executor = exec
+        cluster.workers[1].stop()
+        XCTAssertTrue(cluster.workers[1].waitForConnections())
+        let input = TinyInput(batch: 1)
+        var backoffs: [Double] = []
+        for _ in 0..<4 {
+            Thread.sleep(forTimeInterval: 0.25)   // past any back-off up to the cap
+            _ = try input.run(remote)
+            backoffs.append(exec.remotes[1].backoff)
+        }
+        XCTAssertEqual(exec.workers.map(\.alive), [true, false])
+        XCTAssertEqual(exec.timing.reconnects, 0)
+        XCTAssertEqual(backoffs.last, 0.2, "\(backoffs)")
+        XCTAssertEqual(backoffs.sorted(), backoffs, "non-decreasing: \(backoffs)")
+        XCTAssertTrue(exec.deadWorkers[0].reason.contains("w1"), exec.deadWorkers[0].reason)
+    }
+
     /// Without a replica the forward fails with an error naming the dead worker, promptly.
     func testKilledWorkerWithoutReplicaIsReportedByName() throws {
         let cluster = try TestCluster([("w0", [0, 1, 2, 3]), ("w1", [4, 5, 6, 7])])

@@ -98,6 +98,56 @@ final class ConnectionTests: XCTestCase {
         join()
     }
 
+    /// Before READY the limit is `Handshake.maxPayload` (64 KiB), not the connection's: a HELLO announcing 1 MiB
+    /// (well under the default 256 MiB) is refused with `frameTooLarge` from its header alone, the receive buffer
+    /// never grows past its initial size, and the peer gets ERROR. After the handshake the connection's own limit
+    /// applies again.
+    func testOversizeHelloIsRefusedBeforeAnyLargeAllocation() throws {
+        let secret = self.secret, fp = self.fp
+        var serverError: Error?
+        var capacityAfter = -1, limitAfter = -1
+        let (port, join) = try serveOnce { c in
+            do { _ = try Handshake.server(c, secret: secret, fingerprint: fp, welcome: self.welcome) } catch { serverError = error }
+            capacityAfter = c.recvBuffer.capacity
+            limitAfter = c.limits.maxPayload
+        }
+        let c = try WireConnection.connect(host: "127.0.0.1", port: port)
+        let claimed = 1 << 20
+        var h = [UInt8](repeating: 0, count: Frame.headerSize)
+        h.withUnsafeMutableBytes {
+            Frame.writeHeader(to: $0.baseAddress!, rawType: MessageType.hello.rawValue, version: Frame.version, flags: 0,
+                              requestID: 0, payloadLength: UInt32(claimed), payloadChecksum: 0)
+        }
+        _ = h.withUnsafeBytes { send(c.fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+        let f = try c.receive(timeout: 5)
+        let e = try f.decode(ErrorMessage.self)
+        XCTAssertEqual(e.code, WireErrorCode.frameTooLarge.rawValue)
+        XCTAssertTrue(e.text.contains("\(Handshake.maxPayload)"), e.text)
+        join()
+        XCTAssertEqual(serverError as? WireError, .frameTooLarge(length: claimed, limit: Handshake.maxPayload))
+        XCTAssertLessThanOrEqual(capacityAfter, WireBuffer().capacity, "the receive buffer grew for an unauthenticated peer")
+        XCTAssertEqual(limitAfter, WireLimits.default.maxPayload, "the connection's limit is restored after the handshake")
+
+        // The coordinator side applies the same limit to WELCOME.
+        let (port2, join2) = try serveOnce { c in
+            _ = try? c.receive(timeout: 5)
+            var h = [UInt8](repeating: 0, count: Frame.headerSize)
+            h.withUnsafeMutableBytes {
+                Frame.writeHeader(to: $0.baseAddress!, rawType: MessageType.welcome.rawValue, version: Frame.version,
+                                  flags: 0, requestID: 0, payloadLength: UInt32(claimed), payloadChecksum: 0)
+            }
+            _ = h.withUnsafeBytes { send(c.fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        let c2 = try WireConnection.connect(host: "127.0.0.1", port: port2)
+        XCTAssertThrowsError(try Handshake.client(c2, secret: secret, fingerprint: fp, peerName: "x")) { e in
+            XCTAssertEqual(e as? WireError, .frameTooLarge(length: claimed, limit: Handshake.maxPayload))
+        }
+        XCTAssertLessThanOrEqual(c2.recvBuffer.capacity, WireBuffer().capacity)
+        XCTAssertEqual(c2.limits.maxPayload, WireLimits.default.maxPayload)
+        join2()
+    }
+
     func testReceiveTimesOutAndOversizeIsRefusedBeforeAllocation() throws {
         let (port, join) = try serveOnce { c in
             // Say nothing for a while, then send a header announcing 1 GiB.
