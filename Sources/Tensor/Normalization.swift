@@ -11,12 +11,8 @@ public func layerNorm(_ x: UnsafePointer<Float>, rows: Int, width: Int, eps: Flo
     let n = Float(width)
     for r in 0..<rows {
         let xr = x + r * ldx, yr = y + r * ldy
-        var mean: Float = 0
-        for i in 0..<width { mean += xr[i] }
-        mean /= n
-        var variance: Float = 0
-        for i in 0..<width { let d = xr[i] - mean; variance += d * d }
-        variance /= n
+        let mean = sum(xr, count: width) / n
+        let variance = sumOfSquaredDeviations(xr, count: width, from: mean) / n
         let inv = 1 / (variance + eps).squareRoot()
         if let weight, let bias {
             for i in 0..<width { yr[i] = (xr[i] - mean) * inv * weight[i] + bias[i] }

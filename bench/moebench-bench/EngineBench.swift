@@ -39,14 +39,16 @@ struct EngineBench: ParsableCommand {
     func run() throws {
         BLASThreads.set(1)
         Parallel.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
-        let roof = Roofline.sgemm(m: 512, n: 1536, k: 384, threads: Parallel.threads)
-        let roof1 = Roofline.sgemm(m: 512, n: 1536, k: 384, threads: 1)
+        let (roof, perShape) = Roofline.best(threads: Parallel.threads)
+        let roof1 = Roofline.best(threads: 1).gflops
         if json {
             print(#"{"roofline_gflops": \#(roof), "roofline_1thread_gflops": \#(roof1), "threads": \#(Parallel.threads)}"#)
         } else {
             print("OpenBLAS \(BLASThreads.coreName), \(Parallel.threads) worker(s)")
-            print(String(format: "sgemm roofline (512×384 · 384×1536, median): %.1f GFLOP/s with %d workers, %.1f with 1",
-                         roof, Parallel.threads, roof1))
+            let shapes = zip(Roofline.ditShapes, perShape).map { String(format: "%d×%d·%d×%d %.1f", $0.0.m, $0.0.k, $0.0.k, $0.0.n, $0.1) }
+            print(String(format: "sgemm roofline (best median over DiT shapes): %.1f GFLOP/s with %d workers, %.1f with 1", roof,
+                         Parallel.threads, roof1))
+            print("  per shape with \(Parallel.threads) workers: " + shapes.joined(separator: ", "))
             print("model               batch   ms/forward   true GFLOP   GFLOP/s   of roofline")
         }
         for name in models {

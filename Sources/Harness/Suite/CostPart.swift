@@ -138,7 +138,7 @@ enum CostTables {
                  n(c.imagesPerSecond), n(c.gflopsAchieved), n(c.fractionOfRoofline), n(c.residentMiB), n(c.peakResidentMiB),
                  c.meetsLatencyBound.map { .bool($0) } ?? .null]
             },
-            note: String(format: "Roofline: OpenBLAS sgemm measured in this run at %.1f GFLOP/s (512×384·384×1536, rows split over the engine's workers). ", roofline)
+            note: String(format: "Roofline: OpenBLAS sgemm measured in this run at %.1f GFLOP/s (best median of four DiT layer shapes, rows split over the engine's workers). ", roofline)
                 + "A query is one forward of `batch` images (doubled by classifier-free guidance); offline issues all its queries as one forward. Server latency includes queueing; its rate is GFLOP served per wall second. RSS is the suite process's (all models loaded so far).")
     }
 

@@ -3,6 +3,15 @@ import Tensor
 
 /// Baselines measured in the same run as the numbers they qualify.
 public enum Roofline {
+    /// GEMM shapes of DiT-S and DiT-B layers (M = tokens of 2 and 8 images, K = D, N = 4D or 8D).
+    public static let ditShapes: [(m: Int, k: Int, n: Int)] = [(512, 384, 1536), (2048, 384, 3072), (512, 768, 3072), (2048, 768, 3072)]
+
+    /// The roofline: the best sgemm rate (GFLOP/s) over `ditShapes`, with each shape's own rate.
+    public static func best(threads: Int) -> (gflops: Double, perShape: [Double]) {
+        let rates = ditShapes.map { sgemm(m: $0.m, n: $0.n, k: $0.k, threads: threads, repeats: 7) }
+        return (rates.max() ?? .nan, rates)
+    }
+
     /// The sgemm rate (GFLOP/s) on `m×k · k×n`, rows split over `threads` single-threaded BLAS calls exactly as the
     /// engine splits its GEMMs; median of `repeats` timings of 4 calls each.
     public static func sgemm(m: Int = 512, n: Int = 1536, k: Int = 384, threads: Int, repeats: Int = 15) -> Double {
