@@ -17,6 +17,9 @@ enum CostFigure {
         }
         let panel = PlotPanel(title: "p50 latency per image", xLabel: "batch (images per query)", yLabel: "ms per image",
                               series: series)
-        return LinePlot(title: "Single-stream cost by batch size", panels: [panel], columns: 1).svg()
+        var plot = LinePlot(title: "Single-stream cost by batch size", panels: [panel], columns: 1)
+        plot.panelWidth = 760  // one wide panel: the legend carries long (model, execution) names
+        plot.panelHeight = 340
+        return plot.svg()
     }
 }

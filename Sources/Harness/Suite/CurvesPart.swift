@@ -14,9 +14,11 @@ enum CurvesPart {
         config.dlgModes = settings.dlg == .on ? [true] : settings.dlg == .off ? [false] : [false, true]
         config.samples = settings.samples
         config.seeds = settings.seeds.map { Int($0) }
-        // Chains run in parallel and each emits samples/chains draws: use the largest divisor of `samples` that is
-        // at most the runner's default chain count.
-        config.chains = (1...min(config.chains, settings.samples)).last { settings.samples % $0 == 0 } ?? 1
+        // Chains run in parallel and each emits samples/chains draws; DLG's one-off warm-up (~57 NFE per chain) is
+        // amortised over those draws, so keep ≥ 20 draws per chain: the largest divisor of `samples` that is at most
+        // samples/20 (and the runner's default chain count).
+        let maxChains = max(1, min(config.chains, settings.samples / 20))
+        config.chains = (1...maxChains).last { settings.samples % $0 == 0 } ?? 1
         let t = settings.testbed
         let spec = LowRankMixtureSpec(dimension: t.dim, components: t.components, rank: t.rank, isotropicStd: t.isotropicStd, seed: t.seed)
         let source = TestbedScoreSource(spec: spec)
