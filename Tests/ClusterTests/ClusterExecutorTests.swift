@@ -277,7 +277,7 @@ extension ClusterExecutorTests {
     func testWorkerSurvivesRandomlyMutatedExpertFrames() throws {
         let cluster = try TestCluster([("w0", Array(0..<8))])
         let port = cluster.workers[0].port, fp = cluster.workers[0].fingerprint
-        var rng = SplitMix(seed: 2024)
+        var rng = SplitMix64(seed: 2024)
         let act = (0..<(3 * 64)).map { Float($0 % 17) / 17 }, gate: [Float] = [0.5, 0.25, 1]
         let b = WireBuffer()
         try ExpertMessage.encodeRequest(into: b, layer: 1, dim: 64, groups: [ExpertGroup(expert: 2, rows: 2), ExpertGroup(expert: 5, rows: 1)],
@@ -308,15 +308,6 @@ extension ClusterExecutorTests {
     }
 }
 
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix64 {
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }

@@ -12,6 +12,7 @@
 //   channels, z ← z − v/S. The model is never called at t = 0.
 //
 // Latents are [n, C, H, W] in the VAE's scaled latent units (×0.18215), float32.
+import DiT
 import Foundation
 
 /// The model call: (x [B,C,H,W], t [B], y [B], batch, out [B,C_out,H,W]); `cfgScale` non-nil means the batch is
@@ -139,18 +140,11 @@ public struct DiTSamplerRun {
 
 /// Standard normal draws (Box–Muller over SplitMix64), reproducible from a seed.
 public struct GaussianStream {
-    private var state: UInt64
+    private var bits: SplitMix64
     private var spare: Double?
-    public init(seed: UInt64) { state = seed ^ 0x5DEE_CE66_D1CE_4E5B }
+    public init(seed: UInt64) { bits = SplitMix64(seed: seed ^ 0x5DEE_CE66_D1CE_4E5B) }
     /// Uniform in (0, 1).
-    public mutating func uniform() -> Double {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return (Double(z >> 11) + 0.5) / 9_007_199_254_740_992.0
-    }
+    public mutating func uniform() -> Double { (Double(bits.next() >> 11) + 0.5) / 9_007_199_254_740_992.0 }
     public mutating func next() -> Double {
         if let s = spare { spare = nil; return s }
         let u1 = uniform(), u2 = uniform()
