@@ -78,11 +78,24 @@ public final class DiTWeights: @unchecked Sendable {
             file = nil
             fingerprint = DiTWeights.fingerprint(config: config, seed: seed)
             let wanted = specs.filter { scope.includes($0) }
-            let buffers = wanted.map { spec -> UnsafeMutablePointer<Float> in
+            // One allocation per tensor, except that each SwiGLU's gate_proj and up_proj (adjacent in the manifest)
+            // share one, so the fused [gate; up] matrix is a view rather than a second copy (XL would need 26 GB).
+            var buffers: [UnsafeMutablePointer<Float>] = []
+            for (i, spec) in wanted.enumerated() {
                 let n = spec.shape.reduce(1, *)
-                let p = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64)
+                if spec.key.hasSuffix("up_proj.weight"), i > 0,
+                   wanted[i - 1].key == spec.key.replacingOccurrences(of: "up_proj.weight", with: "gate_proj.weight") {
+                    buffers.append(buffers[i - 1] + wanted[i - 1].shape.reduce(1, *))
+                    continue
+                }
+                var count = max(n, 1)
+                if spec.key.hasSuffix("gate_proj.weight"), i + 1 < wanted.count,
+                   wanted[i + 1].key == spec.key.replacingOccurrences(of: "gate_proj.weight", with: "up_proj.weight") {
+                    count = n + wanted[i + 1].shape.reduce(1, *)
+                }
+                let p = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
                 owned.append(p)
-                return p.bindMemory(to: Float.self, capacity: max(n, 1))
+                buffers.append(p.bindMemory(to: Float.self, capacity: count))
             }
             // Fill in parallel: random init of B/2 is 800M values.
             let order = Array(wanted.indices).sorted { wanted[$0].shape.reduce(1, *) > wanted[$1].shape.reduce(1, *) }
