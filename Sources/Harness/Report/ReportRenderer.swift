@@ -1,5 +1,6 @@
 // index.html of a results directory: one self-contained page (inline CSS and SVG, no scripts, no external assets)
 // rendered only from results.json and the files it names, so `moebench report DIR` can re-render it any time.
+import Cluster
 import Foundation
 
 public enum ReportRenderer {
@@ -70,18 +71,8 @@ public enum ReportRenderer {
         return h
     }
 
-    /// "0-3,6" style list.
-    static func cpuList(_ cpus: [Int]) -> String {
-        var parts: [String] = []
-        var i = 0
-        while i < cpus.count {
-            var j = i
-            while j + 1 < cpus.count && cpus[j + 1] == cpus[j] + 1 { j += 1 }
-            parts.append(i == j ? "\(cpus[i])" : "\(cpus[i])-\(cpus[j])")
-            i = j + 1
-        }
-        return parts.isEmpty ? "none" : parts.joined(separator: ",")
-    }
+    /// "0-3,6" style list (the hosts file's range syntax).
+    static func cpuList(_ cpus: [Int]) -> String { cpus.isEmpty ? "none" : formatExpertList(cpus) }
 
     static func part(_ p: ResultPart, readFile: (String) -> String?) -> String {
         let e = Markup.escape
