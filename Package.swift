@@ -34,16 +34,18 @@ let package = Package(
         .target(name: "Metrics", dependencies: ["Tensor", "CBLAS",
                                                 .product(name: "Histogram", package: "hdrhistogram-swift")],
                 swiftSettings: optimise),
+        .target(name: "Training", dependencies: ["DiT", "Tensor", "CBLAS"], resources: [.copy("Resources")],
+                swiftSettings: optimise),
         .target(name: "Cluster", dependencies: ["DiT", "Wire", "Tensor", "CNUMA", "CSupport"], swiftSettings: optimise),
         .target(name: "Harness", dependencies: ["DiT", "Diffusion", "Cluster", "Metrics", "Wire", "CNUMA", "CBLAS",
                                                 .product(name: "TOMLKit", package: "TOMLKit")],
                 swiftSettings: optimise),
         .executableTarget(name: "moebench", dependencies: [
-            "Tensor", "DiT", "Diffusion", "Wire", "Cluster", "Metrics", "Harness",
+            "Tensor", "DiT", "Diffusion", "Wire", "Cluster", "Metrics", "Harness", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimise),
         .executableTarget(name: "moebench-bench", dependencies: [
-            "Tensor", "DiT", "Diffusion", "Wire", "Cluster", "Metrics", "Harness", "CBLAS",
+            "Tensor", "DiT", "Diffusion", "Wire", "Cluster", "Metrics", "Harness", "Training", "CBLAS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "bench/moebench-bench", swiftSettings: optimise),
 
@@ -53,6 +55,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DiT", "Wire"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "DiT", "Tensor"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

@@ -36,8 +36,8 @@ struct BlockWeights {
                            fc2: w.matrix(b + "mlp.fc2.weight"), fc2Bias: w.vector(b + "mlp.fc2.bias"))
         } else {
             mlp = nil
-            let s = w.sharedExpert(layer: i)
-            moe = MoEWeights(gate: w.matrix(b + "moe.gate.weight"), shared: SwiGLUExpert(gateUp: s.gateUp, down: s.down))
+            let s = c.hasSharedExpert ? w.sharedExpert(layer: i) : nil
+            moe = MoEWeights(gate: w.matrix(b + "moe.gate.weight"), shared: s.map { SwiGLUExpert(gateUp: $0.gateUp, down: $0.down) })
         }
     }
 }
@@ -45,5 +45,6 @@ struct BlockWeights {
 struct MoEWeights {
     /// `moe.gate.weight` `[E, D]`, no bias.
     let gate: WeightMatrix
-    let shared: SwiGLUExpert
+    /// nil when the config has no shared expert (`n_shared_experts = 0`).
+    let shared: SwiGLUExpert?
 }

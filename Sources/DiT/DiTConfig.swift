@@ -20,14 +20,19 @@ public struct DiTConfig: Codable, Equatable, Sendable {
     public var useFlashAttn: Bool
     /// Dense DiT baseline (timm `Mlp` with tanh-GELU, keys `mlp.fc1`/`mlp.fc2`) instead of the MoE.
     public var dense: Bool
+    /// Upstream `n_shared_experts`: the always-on shared expert is one SwiGLU of width `numSharedExperts·D`
+    /// (2 in every released model); 0 removes it (the shared-expert ablation; upstream hard-codes 2).
+    public var numSharedExperts: Int
 
     public init(name: String, inputSize: Int = 32, patchSize: Int, inChannels: Int = 4, hiddenSize: Int, depth: Int,
                 numHeads: Int, mlpRatio: Double = 4, numClasses: Int = 1000, learnSigma: Bool = true,
-                numExperts: Int = 8, numExpertsPerTok: Int = 2, useFlashAttn: Bool = false, dense: Bool = false) {
+                numExperts: Int = 8, numExpertsPerTok: Int = 2, useFlashAttn: Bool = false, dense: Bool = false,
+                numSharedExperts: Int = 2) {
         self.name = name; self.inputSize = inputSize; self.patchSize = patchSize; self.inChannels = inChannels
         self.hiddenSize = hiddenSize; self.depth = depth; self.numHeads = numHeads; self.mlpRatio = mlpRatio
         self.numClasses = numClasses; self.learnSigma = learnSigma; self.numExperts = numExperts
         self.numExpertsPerTok = numExpertsPerTok; self.useFlashAttn = useFlashAttn; self.dense = dense
+        self.numSharedExperts = numSharedExperts
     }
 
     // Derived shapes.
@@ -39,8 +44,9 @@ public struct DiTConfig: Codable, Equatable, Sendable {
     public var finalVector: Int { patchSize * patchSize * outChannels }
     /// Routed expert width (`mlp_ratio·D`, 4D in every released config) and dense MLP width.
     public var expertHidden: Int { Int(mlpRatio * Double(hiddenSize)) }
-    /// The always-on shared expert: one SwiGLU of width 2D (`n_shared_experts = 2` × D), spec §1.4.
-    public var sharedHidden: Int { 2 * hiddenSize }
+    /// The always-on shared expert: one SwiGLU of width `n_shared_experts`·D (2D upstream); 0 when there is none.
+    public var sharedHidden: Int { dense ? 0 : numSharedExperts * hiddenSize }
+    public var hasSharedExpert: Bool { sharedHidden > 0 }
     public var isMoE: Bool { !dense }
     /// Index of the null (unconditional) class in the label table.
     public var nullClass: Int { numClasses }
@@ -71,6 +77,9 @@ public struct DiTConfig: Codable, Equatable, Sendable {
             if numExpertsPerTok <= 0 || numExpertsPerTok > numExperts {
                 try fail("num_experts_per_tok", "between 1 and num_experts (\(numExperts))", numExpertsPerTok)
             }
+            if numSharedExperts < 0 || numSharedExperts > 64 {
+                try fail("n_shared_experts", "between 0 and 64 (shared-expert width in units of hidden_size)", numSharedExperts)
+            }
         }
         if dense && useFlashAttn { try fail("use_flash_attn", "false for the dense DiT baseline", true) }
     }
@@ -80,6 +89,7 @@ public struct DiTConfig: Codable, Equatable, Sendable {
         case hiddenSize = "hidden_size", depth, numHeads = "num_heads", mlpRatio = "mlp_ratio"
         case numClasses = "num_classes", learnSigma = "learn_sigma", numExperts = "num_experts"
         case numExpertsPerTok = "num_experts_per_tok", useFlashAttn = "use_flash_attn", dense
+        case numSharedExperts = "n_shared_experts"
     }
 }
 
@@ -157,8 +167,8 @@ extension DiTConfig {
         }
         let known: Set<String> = ["name", "input_size", "patch_size", "in_channels", "hidden_size", "depth",
                                   "num_heads", "mlp_ratio", "num_classes", "learn_sigma", "num_experts",
-                                  "num_experts_per_tok", "use_flash_attn", "dense"]
-        let ignored: Set<String> = ["class_dropout_prob", "pretraining_tp", "num_shared_experts", "n_shared_experts"]
+                                  "num_experts_per_tok", "use_flash_attn", "dense", "n_shared_experts"]
+        let ignored: Set<String> = ["class_dropout_prob", "pretraining_tp"]
         for key in dict.keys.sorted() where !known.contains(key) && !ignored.contains(key) {
             throw DiTError.badConfig(source: path, field: key, expected: "one of \(known.sorted().joined(separator: ", "))",
                                      got: "an unknown key")
@@ -193,7 +203,7 @@ extension DiTConfig {
             numHeads: try int("num_heads", nil), mlpRatio: ratio, numClasses: try int("num_classes", 1000),
             learnSigma: try bool("learn_sigma", true), numExperts: try int("num_experts", 8),
             numExpertsPerTok: try int("num_experts_per_tok", 2), useFlashAttn: try bool("use_flash_attn", false),
-            dense: try bool("dense", false))
+            dense: try bool("dense", false), numSharedExperts: try int("n_shared_experts", 2))
         try config.validate(source: path)
         return config
     }

@@ -236,7 +236,7 @@ public final class DiTModel {
         y.update(repeating: 0, count: n * d)
         for r in 0..<(n * k) { addInPlace(y + Int(rowToken[r]) * d, eo + r * d, count: d) }
         lap(.combine)
-        let shared = w.shared
+        guard let shared = w.shared else { return }
         Parallel.forChunks(n, minChunk: 32) { worker, rows in
             shared.apply(h + rows.lowerBound * d, rows: rows.count, into: y + rows.lowerBound * d, accumulate: true,
                          hidden: ws.sharedHidden[worker].pointer, widen: ws.sharedWiden[worker]?.pointer)

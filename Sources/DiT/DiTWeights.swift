@@ -206,7 +206,7 @@ public final class DiTWeights: @unchecked Sendable {
     private func fuseExpertGateUp() throws {
         var prefixes: [String] = []
         for i in 0..<config.depth {
-            if scope == .full { prefixes.append("blocks.\(i).moe.shared_experts.") }
+            if scope == .full && config.hasSharedExpert { prefixes.append("blocks.\(i).moe.shared_experts.") }
             for e in 0..<config.numExperts where scope.includes(TensorSpec(key: "", shape: [], expert: (i, e))) {
                 prefixes.append("blocks.\(i).moe.experts.\(e).")
             }

@@ -50,9 +50,11 @@ extension DiTConfig {
                     add(x + "up_proj.weight", [expertHidden, d], expert: (i, e))
                     add(x + "down_proj.weight", [d, expertHidden], expert: (i, e))
                 }
-                let s = b + "moe.shared_experts."
-                add(s + "gate_proj.weight", [sharedHidden, d]); add(s + "up_proj.weight", [sharedHidden, d])
-                add(s + "down_proj.weight", [d, sharedHidden])
+                if hasSharedExpert {
+                    let s = b + "moe.shared_experts."
+                    add(s + "gate_proj.weight", [sharedHidden, d]); add(s + "up_proj.weight", [sharedHidden, d])
+                    add(s + "down_proj.weight", [d, sharedHidden])
+                }
             }
         }
         add("final_layer.adaLN_modulation.1.weight", [2 * d, d])

@@ -56,12 +56,12 @@ final class Workspace {
         gathered = FloatBuffer(count: n * k * d); expertOut = FloatBuffer(count: n * k * d)
         let workers = max(threads, 1)
         let sharedRows = min(n, SwiGLUExpert.maxChunkRows)
-        sharedHidden = c.dense ? [] : (0..<workers).map { _ in FloatBuffer(count: sharedRows * 2 * c.sharedHidden) }
-        let widenCount = c.dense ? 0 : (0..<c.depth).map { l -> Int in
+        sharedHidden = !c.hasSharedExpert ? [] : (0..<workers).map { _ in FloatBuffer(count: sharedRows * 2 * c.sharedHidden) }
+        let widenCount = !c.hasSharedExpert ? 0 : (0..<c.depth).map { l -> Int in
             let w = weights.sharedExpert(layer: l)
             return SwiGLUExpert(gateUp: w.gateUp, down: w.down).widenScratchCount
         }.max() ?? 0
-        self.sharedWiden = (0..<(c.dense ? 0 : workers)).map { _ in widenCount > 0 ? FloatBuffer(count: widenCount) : nil }
+        self.sharedWiden = (0..<(c.hasSharedExpert ? workers : 0)).map { _ in widenCount > 0 ? FloatBuffer(count: widenCount) : nil }
         widen = weights.maxHalfMatrix > 0 ? FloatBuffer(count: weights.maxHalfMatrix) : nil
     }
 }
