@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "Metrics", dependencies: ["Tensor", "CBLAS",
                                                 .product(name: "Histogram", package: "hdrhistogram-swift")],
                 swiftSettings: optimise),
-        .target(name: "Training", dependencies: ["DiT", "Tensor", "CBLAS"], resources: [.copy("Resources")],
+        .target(name: "Training", dependencies: ["DiT", "Tensor", "Diffusion", "Metrics", "CBLAS"], resources: [.copy("Resources")],
                 swiftSettings: optimise),
         .target(name: "Cluster", dependencies: ["DiT", "Wire", "Tensor", "CNUMA", "CSupport"], swiftSettings: optimise),
         .target(name: "Harness", dependencies: ["DiT", "Diffusion", "Cluster", "Metrics", "Wire", "CNUMA", "CBLAS",

@@ -257,7 +257,7 @@ public final class DiTModel {
 /// Top-K of each row of `probs` `[tokens, experts]`, slots sorted by probability descending; among equal
 /// probabilities the lower expert id wins (scan in ascending id with strict comparison). No renormalisation.
 @inlinable
-func selectTopK(_ probs: UnsafePointer<Float>, tokens: Int, experts: Int, k: Int,
+public func selectTopK(_ probs: UnsafePointer<Float>, tokens: Int, experts: Int, k: Int,
                 ids: UnsafeMutablePointer<Int32>, weights: UnsafeMutablePointer<Float>) {
     for t in 0..<tokens {
         let row = probs + t * experts, outIds = ids + t * k, outW = weights + t * k

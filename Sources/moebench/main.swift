@@ -4,7 +4,7 @@ struct Moebench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moebench",
         abstract: "Benchmark, profile and serve DiT-MoE and dense DiT models; compare diffusion samplers.",
-        subcommands: [Suite.self, Forward.self, CurvesCommand.self, ReportCommand.self, WorkerCommand.self, ClusterCommand.self])
+        subcommands: [Suite.self, Forward.self, TrainCommand.self, CurvesCommand.self, ReportCommand.self, WorkerCommand.self, ClusterCommand.self])
 }
 
 Moebench.main()

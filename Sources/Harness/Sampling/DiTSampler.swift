@@ -13,48 +13,13 @@
 //
 // Latents are [n, C, H, W] in the VAE's scaled latent units (×0.18215), float32.
 import DiT
+import Diffusion
 import Foundation
 
 /// The model call: (x [B,C,H,W], t [B], y [B], batch, out [B,C_out,H,W]); `cfgScale` non-nil means the batch is
 /// [cond, uncond] and the call is the CFG forward.
 public typealias DiTCall = (_ x: UnsafePointer<Float>, _ t: UnsafePointer<Float>, _ y: UnsafePointer<Int32>, _ batch: Int,
                             _ cfgScale: Float?, _ out: UnsafeMutablePointer<Float>) throws -> Void
-
-public struct DDPMSchedule: Sendable {
-    /// ᾱ of the original 1000-step schedule.
-    public let alphasCumprod: [Double]
-    /// Kept original steps τ_0 < … < τ_{N−1}.
-    public let timesteps: [Int]
-
-    public init(steps: Int, trainingSteps: Int = 1000) {
-        precondition(steps >= 1 && steps <= trainingSteps, "DDPMSchedule: steps must be in 1...\(trainingSteps)")
-        var abar = [Double](), prod = 1.0
-        for i in 0..<trainingSteps {
-            let beta = 1e-4 + (0.02 - 1e-4) * Double(i) / Double(trainingSteps - 1)
-            prod *= 1 - beta
-            abar.append(prod)
-        }
-        alphasCumprod = abar
-        timesteps = DDPMSchedule.spaceTimesteps(trainingSteps, steps)
-    }
-
-    /// Upstream `space_timesteps(T, "N")` for one section: Python `round` (half to even) of an accumulated float stride.
-    public static func spaceTimesteps(_ total: Int, _ count: Int) -> [Int] {
-        let stride = count <= 1 ? 1.0 : Double(total - 1) / Double(count - 1)
-        var cur = 0.0, taken = Set<Int>()
-        for _ in 0..<count { taken.insert(Int(cur.rounded(.toNearestOrEven))); cur += stride }
-        return taken.sorted()
-    }
-
-    /// ᾱ at respaced index i (ᾱ(τ_{−1}) = 1).
-    public func abar(_ i: Int) -> Double { i < 0 ? 1 : alphasCumprod[timesteps[i]] }
-    public func betaPrime(_ i: Int) -> Double { 1 - abar(i) / abar(i - 1) }
-    /// Posterior variance σ̃²_i = β'_i(1 − ᾱ_{i−1})/(1 − ᾱ_i); the clipped log uses σ̃²_1 at i = 0.
-    public func logPosteriorVarianceClipped(_ i: Int) -> Double {
-        let j = (i == 0 && timesteps.count > 1) ? 1 : i
-        return log(betaPrime(j) * (1 - abar(j - 1)) / (1 - abar(j)))
-    }
-}
 
 public enum DiTSamplingError: Error, CustomStringConvertible {
     case nonFinite(step: Int)
