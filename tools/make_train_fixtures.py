@@ -394,8 +394,26 @@ def fd_check(P, cfg, S, inputs, r, rng, n=12, h=1e-4):
     return worst
 
 
+def save_safetensors(path, tensors, metadata):
+    """Byte-reproducible safetensors: `__metadata__` first with sorted keys, then tensors in name order, header padded
+    with spaces to a multiple of 8 (the safetensors library orders metadata differently from run to run)."""
+    import struct
+    dtypes = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
+    header, blobs, offset = {"__metadata__": dict(sorted(metadata.items()))}, [], 0
+    for k in sorted(tensors):
+        a = np.ascontiguousarray(tensors[k])
+        raw = a.astype(a.dtype.newbyteorder("<")).tobytes()
+        header[k] = {"dtype": dtypes[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw); offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text))); f.write(text)
+        for raw in blobs:
+            f.write(raw)
+
+
 def write_case(name, cfg, P, inputs, r, meta):
-    from safetensors.numpy import save_file
     x0, noise, t, y = inputs
     f32 = lambda a: np.ascontiguousarray(a.detach().numpy().astype(np.float32))
     T = {}
@@ -411,11 +429,12 @@ def write_case(name, cfg, P, inputs, r, meta):
         for i, rec in enumerate(r["record"]):
             T[f"routing.{i}.experts"] = rec["experts"].numpy().astype(np.int64)
             T[f"routing.{i}.weights"] = f32(rec["weights"])
-    metadata = {"config": json.dumps(cfg), "alpha": repr(ALPHA), "seed": str(meta["seed"]),
-                "min_topk_margin": repr(meta["m_set"]), "min_slot_order_margin": repr(meta["m_order"])}
+    metadata = {"config": json.dumps(cfg), "alpha": repr(ALPHA), "seed": str(meta["seed"])}
+    if not cfg["dense"]:
+        metadata.update(min_topk_margin=repr(meta["m_set"]), min_slot_order_margin=repr(meta["m_order"]))
     os.makedirs(OUT_DIR, exist_ok=True)
     path = os.path.join(OUT_DIR, name + ".safetensors")
-    save_file(T, path, metadata=metadata)
+    save_safetensors(path, T, metadata)
     return path
 
 
