@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DiT", "Wire"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DiT", "Tensor"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics", "Diffusion"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import Diffusion
 import XCTest
 @testable import Harness
 
