@@ -35,8 +35,8 @@ public struct DigitsDataset: Sendable {
         }
         var pixels: [Float] = [], labels: [Int32] = []
         pixels.reserveCapacity(1800 * imageSize)
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
+        // "\r\n" is one Character in Swift, so split on either form of line end.
+        for (i, line) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             if line.isEmpty { continue }
             let fields = line.split(separator: ",", omittingEmptySubsequences: false)
             guard fields.count == imageSize + 1 else {

@@ -22,7 +22,7 @@ public final class TrainableDiT {
     public private(set) var balanceLoss: [Float]
     public private(set) var expertCounts: [[Int]]
 
-    private var buffers: TrainingBuffers?
+    private(set) var buffers: TrainingBuffers?
     private var lastBatch = 0
     private let eps: Float = 1e-6
 

@@ -195,7 +195,10 @@ public final class Trainer {
         let clock = ContinuousClock(), start = clock.now
         func elapsed() -> Double { elapsedBefore + seconds(clock.now - start) }
 
-        if step == 0 { try log.append(evaluate(weights: model.params, name: "ema", elapsed: 0)) }
+        if step == 0 {
+            let record = evaluate(weights: model.params, name: "ema", elapsed: 0)
+            try log.append(record); onRecord?(record)
+        }
         var window = Window(layers: c.isMoE ? c.depth : 0, experts: c.isMoE ? c.numExperts : 0)
         var windowStart = clock.now
         while step < options.steps {
