@@ -15,7 +15,7 @@ The timed span is zero_grad + forward + loss + backward + optimizer step; drawin
 
 Configs:
     digits-moe        input 8, patch 2, C 1, D 128, depth 4, heads 4, E 8, top-2, 10 classes
-    digits-dense      the same with a dense tanh-GELU MLP (4D) per block and D = --dense-hidden (default 160)
+    digits-dense      the same with a dense tanh-GELU MLP (4D) per block and D = --dense-hidden (default 192, moebench's digits-dense)
     DiT-MoE-S/2-8E2A  input 32, patch 2, C 4, D 384, depth 12, heads 6, E 8, top-2, 1000 classes (batch default 8)
     FILE.json         upstream DiT argument names, plus "dense": true for the dense variant
 feizc/DiT-MoE's models.py has no dense option. The dense variant here is that DiT with each block's SparseMoeBlock
@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 CONFIGS = {
     "digits-moe": dict(input_size=8, patch_size=2, in_channels=1, hidden_size=128, depth=4, num_heads=4,
                        num_experts=8, num_experts_per_tok=2, num_classes=10, learn_sigma=True),
-    "digits-dense": dict(input_size=8, patch_size=2, in_channels=1, hidden_size=160, depth=4, num_heads=4,
+    "digits-dense": dict(input_size=8, patch_size=2, in_channels=1, hidden_size=192, depth=4, num_heads=4,
                          num_classes=10, learn_sigma=True, dense=True),
     "DiT-MoE-S/2-8E2A": dict(input_size=32, patch_size=2, in_channels=4, hidden_size=384, depth=12, num_heads=6,
                              num_experts=8, num_experts_per_tok=2, num_classes=1000, learn_sigma=True),
@@ -94,13 +94,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models-py", required=True, help="feizc/DiT-MoE models.py (its diffusion/ is used too)")
     ap.add_argument("--config", default="digits-moe", help="digits-moe, digits-dense, DiT-MoE-S/2-8E2A or FILE.json")
-    ap.add_argument("--dense-hidden", type=int, default=160, help="hidden size of digits-dense")
+    ap.add_argument("--dense-hidden", type=int, default=192, help="hidden size of digits-dense")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=None, help="default 128, 8 for DiT-MoE-S/2-8E2A")
     ap.add_argument("--steps", type=int, default=30, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON object only")
+    ap.add_argument("--step-times", action="store_true", help="include every timed step's ms in the JSON")
     a = ap.parse_args()
 
     import torch
@@ -116,6 +117,7 @@ def main():
 
     if a.config.endswith(".json"):
         cfg = json.load(open(a.config))
+        cfg.pop("name", None)
         for k in ("n_shared_experts", "use_flash_attn"):
             if k == "n_shared_experts" and cfg.get(k, 2) != 2:
                 sys.exit("upstream DiT-MoE hard-codes n_shared_experts = 2")
@@ -162,6 +164,8 @@ def main():
                forward_gflop_per_image=fwd / 1e9, train_gflop_per_step=3 * fwd * batch / 1e9,
                gflop_per_s=3 * fwd * batch / med / 1e9, first_loss=losses[0], last_loss=losses[-1],
                last_balance_loss=auxes[-1], loadavg_1min_after=os.getloadavg()[0])
+    if a.step_times:
+        res["step_times_ms"] = [x * 1e3 for x in times]
     if a.json:
         print(json.dumps(res))
         return

@@ -187,10 +187,9 @@ public final class Trainer {
     /// polled once per step (SIGINT): the run then checkpoints and returns early.
     public func run(shouldStop: () -> Bool = { false }) throws {
         let c = config, b = options.batch, image = DigitsDataset.imageSize
-        let x0 = FloatBuffer(count: b * image), noise = FloatBuffer(count: b * image), xt = FloatBuffer(count: b * image)
-        let tSteps = TypedBuffer<Int32>(count: b, repeating: 0), tFloat = FloatBuffer(count: b)
-        let y = TypedBuffer<Int32>(count: b, repeating: 0)
-        let dOut = FloatBuffer(count: b * c.outChannels * image)
+        let x0 = FloatBuffer(count: b * image), noise = FloatBuffer(count: b * image)
+        let tSteps = TypedBuffer<Int32>(count: b, repeating: 0), y = TypedBuffer<Int32>(count: b, repeating: 0)
+        let stepper = TrainingStep(config: c, batch: b)
         let log = try LogWriter(path: files.log)
         let clock = ContinuousClock(), start = clock.now
         func elapsed() -> Double { elapsedBefore + seconds(clock.now - start) }
@@ -209,18 +208,11 @@ public final class Trainer {
                 train.pixels.withUnsafeBufferPointer { (x0.pointer + i * image).update(from: $0.baseAddress! + k * image, count: image) }
                 y.pointer[i] = Double(rng.next() >> 11) / Double(1 << 53) < options.labelDropout ? Int32(c.numClasses) : train.labels[k]
                 tSteps.pointer[i] = Int32(rng.next() % UInt64(objective.steps))
-                tFloat.pointer[i] = Float(tSteps.pointer[i])
             }
             for i in 0..<(b * image) { noise.pointer[i] = Float(rng.normal()) }
-            objective.noisy(x0: x0.pointer, noise: noise.pointer, t: tSteps.pointer, batch: b, imageSize: image, into: xt.pointer)
-
-            model.grads.zero()
-            let out = model.forward(x: xt.pointer, t: tFloat.pointer, y: y.pointer, batch: b)
-            let terms = objective.evaluate(out: out, x0: x0.pointer, xt: xt.pointer, noise: noise.pointer, t: tSteps.pointer,
-                                           batch: b, channels: c.inChannels, plane: image, dOut: dOut.pointer)
-            model.backward(dOut: dOut.pointer)
             let lr = options.learningRate(at: step)
-            let norm = optimizer.update(model.params, grads: model.grads, lr: Float(lr), clip: Float(options.clip))
+            let (terms, norm) = stepper.run(model: model, optimizer: optimizer, x0: x0.pointer, noise: noise.pointer,
+                                            t: tSteps.pointer, y: y.pointer, lr: lr, clip: options.clip)
             guard terms.mean.isFinite, norm.isFinite else {
                 throw TrainingError.nonFinite(step: step, what: terms.mean.isFinite ? "the gradient norm" : "the loss")
             }
@@ -312,6 +304,38 @@ public final class Trainer {
             start += n
         }
         return all
+    }
+}
+
+/// One optimiser step of the DDPM objective on a given batch: x_t from (x₀, ε, t), forward, loss terms and
+/// d(loss)/d(output), backward, AdamW (with clipping). Owns the per-batch buffers, allocated once.
+public final class TrainingStep {
+    let objective = DDPMObjective()
+    let config: DiTConfig
+    let batch: Int
+    let xt: FloatBuffer, tFloat: FloatBuffer, dOut: FloatBuffer
+
+    public init(config: DiTConfig, batch: Int) {
+        self.config = config; self.batch = batch
+        let image = config.inChannels * config.inputSize * config.inputSize
+        xt = FloatBuffer(count: batch * image); tFloat = FloatBuffer(count: batch)
+        dOut = FloatBuffer(count: batch * config.outChannels * config.inputSize * config.inputSize)
+    }
+
+    /// x₀ and ε are `[B, C, H, W]`, t the DDPM step indices, y the (already dropped) labels. Returns the loss terms
+    /// (the balance losses are in `model.balanceLoss`) and the gradient norm before clipping.
+    public func run(model: TrainableDiT, optimizer: AdamW, x0: UnsafePointer<Float>, noise: UnsafePointer<Float>,
+                    t: UnsafePointer<Int32>, y: UnsafePointer<Int32>, lr: Double, clip: Double) -> (DDPMObjective.Terms, Double) {
+        let c = config, image = c.inChannels * c.inputSize * c.inputSize
+        objective.noisy(x0: x0, noise: noise, t: t, batch: batch, imageSize: image, into: xt.pointer)
+        for i in 0..<batch { tFloat.pointer[i] = Float(t[i]) }
+        model.grads.zero()
+        let out = model.forward(x: xt.pointer, t: tFloat.pointer, y: y, batch: batch)
+        let terms = objective.evaluate(out: out, x0: x0, xt: xt.pointer, noise: noise, t: t, batch: batch,
+                                       channels: c.inChannels, plane: c.inputSize * c.inputSize, dOut: dOut.pointer)
+        model.backward(dOut: dOut.pointer)
+        let norm = optimizer.update(model.params, grads: model.grads, lr: Float(lr), clip: Float(clip))
+        return (terms, norm)
     }
 }
 

@@ -5,7 +5,7 @@ struct Bench: ParsableCommand {
         commandName: "moebench-bench",
         abstract: "moebench's benchmarks; each prints a baseline measured in the same run.",
         subcommands: [EngineBench.self, SamplerOverhead.self, CodecBench.self, WireRoundTripBench.self,
-                      ClusterForwardBench.self])
+                      ClusterForwardBench.self, TrainBench.self])
 }
 
 Bench.main()
