@@ -28,9 +28,13 @@ public final class CountingDenoiser: Denoiser {
 
     public func denoise(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Double>, batch: Int,
                         into out: UnsafeMutablePointer<Float>) {
+        countCall(batch: batch)
+        model.denoise(x, sigma: sigma, batch: batch, into: out)
+    }
+
+    func countCall(batch: Int) {
         calls += 1
         sampleEvaluations += batch
-        model.denoise(x, sigma: sigma, batch: batch, into: out)
     }
 
     /// Sets both counters to zero (e.g. after an uncounted warm-up).

@@ -53,6 +53,9 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable {
     }
 
     public mutating func normal() -> Double { normalPair().0 }
+
+    /// Uniform in (0, 1), 53-bit resolution (never 0, so −log u is finite).
+    public mutating func uniform() -> Double { (Double(next() >> 11) + 0.5) * 0x1p-53 }
 }
 
 

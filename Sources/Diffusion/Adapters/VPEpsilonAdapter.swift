@@ -12,6 +12,13 @@ public protocol EpsilonModel: AnyObject {
                       into out: UnsafeMutablePointer<Float>)
 }
 
+/// An ε-model that also outputs DDPM's learned-range variance channels v (DiT with learn_sigma): `fraction`
+/// receives f = (v + 1)/2 per element, same layout as `out`.
+public protocol LearnedVarianceEpsilonModel: EpsilonModel {
+    func predictNoise(_ xt: UnsafePointer<Float>, timesteps: UnsafePointer<Double>, batch: Int,
+                      into out: UnsafeMutablePointer<Float>, varianceFraction: UnsafeMutablePointer<Float>)
+}
+
 /// The discrete DDPM noise table: linear β from `betaStart` to `betaEnd` over `steps` steps.
 public struct DDPMTable: Sendable {
     /// σ_j = √(1/ᾱ_j − 1) in model units, increasing with j (≈0.0100 … ≈157.4 for the default table).
@@ -43,7 +50,7 @@ public struct DDPMTable: Sendable {
     }
 }
 
-public final class VPEpsilonDenoiser: Denoiser {
+public final class VPEpsilonDenoiser: LearnedVarianceDenoiser {
     public let model: EpsilonModel
     public let table: DDPMTable
     public let units: DataUnits
@@ -62,8 +69,27 @@ public final class VPEpsilonDenoiser: Denoiser {
 
     public var dimension: Int { model.dimension }
 
+    public var predictsVariance: Bool { model is LearnedVarianceEpsilonModel }
+
     public func denoise(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Double>, batch: Int,
                         into out: UnsafeMutablePointer<Float>) {
+        prepare(x, sigma: sigma, batch: batch)
+        model.predictNoise(input, timesteps: steps, batch: batch, into: out)
+        finish(x, sigma: sigma, batch: batch, out: out)
+    }
+
+    public func denoise(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Double>, batch: Int,
+                        into out: UnsafeMutablePointer<Float>, varianceFraction: UnsafeMutablePointer<Float>) {
+        guard let learned = model as? LearnedVarianceEpsilonModel else {
+            preconditionFailure("VPEpsilonDenoiser: the model predicts no variance (check predictsVariance)")
+        }
+        prepare(x, sigma: sigma, batch: batch)
+        learned.predictNoise(input, timesteps: steps, batch: batch, into: out, varianceFraction: varianceFraction)
+        finish(x, sigma: sigma, batch: batch, out: out)
+    }
+
+    /// Model input y/√(1+σ_y²) (= x_t of the nearest table step) and that step's index, per sample.
+    private func prepare(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Double>, batch: Int) {
         let d = dimension
         if batch > capacity {
             input.deallocate(); steps.deallocate()
@@ -79,7 +105,11 @@ public final class VPEpsilonDenoiser: Denoiser {
             let xb = x + b * d, ib = input + b * d
             for i in 0..<d { ib[i] = (a * xb[i] + b0) * cIn }
         }
-        model.predictNoise(input, timesteps: steps, batch: batch, into: out)
+    }
+
+    /// D_x = x − σ_x·ε̂, in place over the ε̂ in `out`.
+    private func finish(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Double>, batch: Int, out: UnsafeMutablePointer<Float>) {
+        let d = dimension
         for b in 0..<batch {
             let sx = Float(sigma[b])
             let xb = x + b * d, ob = out + b * d

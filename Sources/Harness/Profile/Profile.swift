@@ -114,9 +114,18 @@ public struct CodecSettings: Codable, Equatable, Sendable {
     public var lz4: LZ4Mode
 }
 
+/// Which upstream DiT sampler a part drives the model with (all on the denoiser seam, `UpstreamSampler`).
 public enum DiTSampler: String, Codable, CaseIterable, Sendable {
     case ddpm, ddim
     case rectifiedFlow = "rectified_flow"
+
+    public func sampler(steps: Int) -> UpstreamSampler {
+        switch self {
+        case .ddpm: return .ddpm(steps: steps)
+        case .ddim: return .ddim(steps: steps)
+        case .rectifiedFlow: return .rectifiedFlowEuler(steps: steps)
+        }
+    }
 }
 
 public struct LoadBalanceSuite: Codable, Equatable, Sendable {

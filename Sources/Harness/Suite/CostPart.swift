@@ -8,6 +8,7 @@
 // A query is one forward of `batch` images (2·batch with classifier-free guidance). Baselines measured in the same
 // run: the sgemm roofline, and each MoE model against the dense baselines and against itself in-process.
 import DiT
+import Diffusion
 import Foundation
 import Metrics
 import Tensor
@@ -53,8 +54,8 @@ struct CostRunner {
         let requested = scenario == .offline ? batch * suite.offlineQueries : batch
         let images = suite.cfg ? 2 * requested : requested
         let imageSize = c.inChannels * c.inputSize * c.inputSize
-        var g = GaussianStream(seed: seed)
-        let x = FloatBuffer((0..<(images * imageSize)).map { _ in Float(g.next()) })
+        var g = Xoshiro256(seed: seed)
+        let x = FloatBuffer((0..<(images * imageSize)).map { _ in Float(g.normal()) })
         let t = FloatBuffer([Float](repeating: 500, count: images))
         let y = TypedBuffer<Int32>(count: images, repeating: Int32(c.nullClass))
         for b in 0..<requested { y.pointer[b] = Int32((b * 97 + 207) % c.numClasses) }
@@ -86,7 +87,7 @@ struct CostRunner {
             for _ in 0..<run.minIterations { try recorder.measure { try query() }; queries += 1 }
         case .server:
             let qps = suite.serverTargetQPS ?? 1, duration = suite.serverDurationSeconds ?? 10
-            var arrivals = GaussianStream(seed: seed ^ 0xA5A5)
+            var arrivals = Xoshiro256(seed: seed ^ 0xA5A5)
             var next = 0.0
             while next < duration {
                 let now = elapsed()

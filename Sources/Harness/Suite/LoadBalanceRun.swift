@@ -1,8 +1,9 @@
-// The "load_balance" part's measurement: a real denoising run of a MoE model (DiT-MoE's own sampler, spec
-// ditmoe §4) with a routing observer that attributes every token's top-k experts to (layer, denoising step,
+// The "load_balance" part's measurement: a real denoising run of a MoE model (DiT-MoE's own sampler on the
+// denoiser seam) with a routing observer that attributes every token's top-k experts to (layer, denoising step,
 // token position, class). Like the paper's analysis scripts (§5.2), only the conditional half of the CFG batch is
 // counted unless `count_unconditional` is set (then the null class is its own row).
 import DiT
+import Diffusion
 import Foundation
 import Metrics
 
@@ -40,24 +41,22 @@ struct LoadBalanceRun {
         let observer = StepRoutingObserver(recorder: recorder, countUnconditional: suite.countUnconditional)
         model.observer = observer
         defer { model.observer = nil }
-        let sampler = DiTSamplerRun(sampler: suite.sampler, steps: suite.steps, cfgScale: Float(suite.cfgScale),
-                                    channels: c.inChannels, side: c.inputSize, outChannels: c.outChannels, nullClass: c.nullClass)
         let labels = suite.classes.flatMap { [Int](repeating: $0, count: suite.samplesPerClass) }
         observer.labels = labels + [Int](repeating: c.nullClass, count: labels.count)
-        let call: DiTCall = { x, t, y, batch, cfg, out in
-            if let cfg {
-                try model.forwardWithCFG(x: x, t: t, y: y, batch: batch, cfgScale: cfg, out: out)
-            } else {
-                try model.forward(x: x, t: t, y: y, batch: batch, out: out)
-            }
-        }
+        let eps = DiTEpsilonModel(model: model, labels: labels.map(Int32.init), cfgScale: Float(suite.cfgScale))
+        let sampler = suite.sampler.sampler(steps: suite.steps)
+        let denoiser: Denoiser = suite.sampler == .rectifiedFlow ? RectifiedFlowDenoiser(eps) : VPEpsilonDenoiser(eps)
+        let context = SamplerContext(denoiser: CountingDenoiser(denoiser), noise: SeededNormalNoise(seed: seed))
         let start = Date()
-        _ = try sampler.sample(labels: labels, seed: seed, model: call) { step in
+        eps.onCall = { step in
             observer.step = step
             if step % max(1, suite.steps / 5) == 0 || step == suite.steps - 1 {
                 progress.say(String(format: "load balance: step %d/%d (%.0f s)", step + 1, suite.steps, Date().timeIntervalSince(start)))
             }
         }
+        var x = [Float](repeating: 0, count: labels.count * eps.dimension)
+        _ = sampler.sample(&x, batch: labels.count, context: context)
+        if let failure = eps.failure { throw failure }
         return recorder
     }
 }
