@@ -1,5 +1,6 @@
 import Foundation
 import DiT
+import Tensor
 
 /// The UCI handwritten digits (Alpaydin & Kaynak 1998, CC BY 4.0; `Resources/DIGITS-ATTRIBUTION.md`): 1,797 grey
 /// 8×8 images with integer pixels 0...16 and labels 0...9, shipped with moebench.
