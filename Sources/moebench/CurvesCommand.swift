@@ -1,8 +1,12 @@
 import ArgumentParser
 import Foundation
 import Diffusion
+import Cluster
+import DiT
 import Harness
 import Tensor
+import Training
+import Wire
 
 struct CurvesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,6 +21,11 @@ struct CurvesCommand: ParsableCommand {
           testbed   A seeded mixture of low-rank Gaussians with an exact score (no network). FD is measured against \
         its exact mean and covariance. Units are image-like ([0,1]-pixel scale), so the DMCMC CIFAR10 constants \
         apply: σ_max 50, σ_min 0.01, τ 0.01, 1000 DLG levels; the σ-step uses the exact log p_σ(x).
+          model     A trained DiT / DiT-MoE on the bundled digits (--config, --weights; in-process, or its experts \
+        on a cluster with --hosts), driven through the VP ε adapter in [0,1] pixel units with the same constants. \
+        Labels cycle over the 10 classes; --cfg-scale adds guidance. FD is in pixel space (64-d) against the 300 \
+        held-out digits; the floor row is the training digits at the same sample count. Each cell's samples are \
+        written to samples/<cell>.safetensors with a PNG grid. DLG needs a noise-level classifier.
 
         BUDGETS
           Each budget maps to a method's own step parameter: KAR1/KAR2 use N = ⌊(b+2)/2⌋ grid points (NFE 2N−2, \
@@ -42,8 +51,26 @@ struct CurvesCommand: ParsableCommand {
           moebench curves --dim 3072 --samples 1000 --chains 100 --dlg on
         """)
 
-    @Option(name: .long, help: "Score source. Only `testbed` exists so far.")
+    @Option(name: .long, help: "Score source: testbed (exact score) or model (a trained DiT on the digits).")
     var score: String = "testbed"
+
+    @Option(name: .long, help: "--score model: digits-moe, digits-dense or a JSON config of a digits model.")
+    var config: String = "digits-moe"
+
+    @Option(name: .long, help: "--score model: weights (safetensors, upstream keys), e.g. the ema.safetensors of `moebench train`.")
+    var weights: String?
+
+    @Option(name: .customLong("cfg-scale"), help: "--score model: classifier-free guidance scale (default: none, conditional only).")
+    var cfgScale: Float?
+
+    @Option(help: "--score model: run the routed experts on the workers of this hosts file (`moebench cluster up` first).")
+    var hosts: String?
+
+    @Option(name: .customLong("secret-file"), help: "--score model with --hosts: the cluster's shared secret (default: next to the hosts file).")
+    var secretFile: String?
+
+    @Option(help: "--score model: worker threads (default: all cores).")
+    var threads: Int?
 
     @Option(name: .long, help: ArgumentHelp("Comma-separated integrators: kar1, kar2, pf, rk45, rd, em, or all.", valueName: "list"))
     var integrators: String = "all"
@@ -94,7 +121,10 @@ struct CurvesCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard score == "testbed" else { throw ValidationError("--score: unknown source '\(score)'; available: testbed") }
+        guard ["testbed", "model"].contains(score) else { throw ValidationError("--score: unknown source '\(score)'; available: testbed, model") }
+        if score == "model" && weights == nil { throw ValidationError("--score model needs --weights (a trained checkpoint, e.g. from `moebench train`)") }
+        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be between 1 and 256, got \(threads)") }
+        if let cfgScale, !(cfgScale.isFinite && cfgScale >= 0) { throw ValidationError("--cfg-scale must be a finite number ≥ 0") }
         guard ["on", "off", "both"].contains(dlg) else { throw ValidationError("--dlg must be on, off or both, got '\(dlg)'") }
         guard (2...3072).contains(dim) else { throw ValidationError("--dim must be in 2…3072, got \(dim)") }
         guard components >= 1, rank >= 1, rank <= dim else { throw ValidationError("--components ≥ 1 and 1 ≤ --rank ≤ --dim required") }
@@ -119,8 +149,20 @@ struct CurvesCommand: ParsableCommand {
         do { try config.validate() } catch { throw ValidationError("\(error)") }
 
         BLASThreads.set(blasThreads)
-        let spec = LowRankMixtureSpec(dimension: dim, components: components, rank: rank, seed: testbedSeed)
-        let source = TestbedScoreSource(spec: spec, sigmaMax: sigmaMax)
+        let source: CurveScoreSource
+        let title: String
+        if score == "model" {
+            let model = try loadModel()
+            let (train, heldOut) = try DigitsDataset.bundled().split()
+            func unit(_ d: DigitsDataset) -> [Float] { d.pixels.map { ($0 + 1) / 2 } }
+            source = ModelScoreSource(model: model, name: model.config.name, cfgScale: cfgScale, batch: chains,
+                                      heldOut: unit(heldOut), train: unit(train), levelEstimator: nil)
+            title = "NFE vs FD (pixels) of \(model.config.name) on the UCI digits — \(samples) samples, \(seeds) seed(s)"
+        } else {
+            let spec = LowRankMixtureSpec(dimension: dim, components: components, rank: rank, seed: testbedSeed)
+            source = TestbedScoreSource(spec: spec, sigmaMax: sigmaMax)
+            title = "NFE vs FD on \(spec.label) — \(samples) samples, \(seeds) seed(s)"
+        }
         let store = try CurveStore(directory: out)
         let stderr = FileHandle.standardError
         let log: (String) -> Void = { stderr.write(Data(($0 + "\n").utf8)) }
@@ -128,10 +170,10 @@ struct CurvesCommand: ParsableCommand {
             + "\(config.dlgModes.count) mode(s) × \(config.seeds.count) seed(s), \(samples) samples per cell → \(out)")
         let t0 = Date()
         let sweep = try CurveSweep(source: source, config: config, store: store, progress: log)
+        if source is ModelScoreSource { sweep.onCellSamples = { row, samples in try CellSamples.write(row: row, samples: samples, side: 8, directory: out) } }
         let rows = try sweep.run()
         let summary = CurveSummary(rows: rows)
-        try summary.figure(title: "NFE vs FD on \(source.spec.label) — \(samples) samples, \(seeds) seed(s)")
-            .write(to: out + "/curves.svg")
+        try summary.figure(title: title).write(to: out + "/curves.svg")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(summary)
@@ -142,6 +184,28 @@ struct CurvesCommand: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             print(summary.table())
+        }
+    }
+
+    /// The DiT of --score model, with its experts on the cluster when --hosts is given.
+    private func loadModel() throws -> DiTModel {
+        EngineThreads.configure(threads)
+        do {
+            let cfg = try DiTConfig.resolve(config)
+            guard cfg.inputSize == 8, cfg.inChannels == 1, cfg.numClasses == 10 else {
+                throw RuntimeError("--config \(config): --score model samples the digits (input_size 8, in_channels 1, num_classes 10); got input_size \(cfg.inputSize), in_channels \(cfg.inChannels), num_classes \(cfg.numClasses)")
+            }
+            let model = try DiTModel(config: cfg, source: .safetensors(path: weights!))
+            if let hosts {
+                guard cfg.isMoE else { throw RuntimeError("--hosts needs a MoE model; \(cfg.name) is dense") }
+                model.executor = try ClusterRuntime.executor(hostsPath: hosts, secretPath: secretFile, weights: model.weights,
+                                                             codec: ShardOptions(parsing: "f32+shuffle+auto")!)
+            }
+            return model
+        } catch let e as DiTError {
+            throw RuntimeError(e.description)
+        } catch let e as ClusterError {
+            throw RuntimeError("\(e)")
         }
     }
 

@@ -56,6 +56,8 @@ public final class CurveSweep {
     public let config: CurveSweepConfig
     public let store: CurveStore
     private let progress: (String) -> Void
+    /// Called with each newly finished cell's samples (`[samples, dimension]`, source units) before its row is stored.
+    public var onCellSamples: ((CurveRow, [Float]) throws -> Void)?
 
     public init(source: CurveScoreSource, config: CurveSweepConfig, store: CurveStore,
                 progress: @escaping (String) -> Void = { _ in }) throws {
@@ -103,7 +105,8 @@ public final class CurveSweep {
             let key = template(cell, plan: plan(cell)).key
             if store.contains(key) { skipped += 1; continue }
             let start = Date()
-            let row = try runCell(cell, reference: reference)
+            let (row, samples) = try runCell(cell, reference: reference)
+            try onCellSamples?(row, samples)
             try store.append(row)
             done += 1
             let elapsed = Date().timeIntervalSince(t0)
@@ -149,7 +152,7 @@ public final class CurveSweep {
         return UInt64(cell.seed) &* 1_000_003 &+ k &* 10_007 &+ UInt64(cell.budget) &* 31 &+ (cell.dlg ? 1 : 0)
     }
 
-    func runCell(_ cell: CurveCell, reference: GaussianMoments) throws -> CurveRow {
+    func runCell(_ cell: CurveCell, reference: GaussianMoments) throws -> (CurveRow, [Float]) {
         let start = Date()
         let p = plan(cell)
         var row = template(cell, plan: p)
@@ -183,6 +186,6 @@ public final class CurveSweep {
         row.nfe = Double(nfeSum) / Double(blocks)
         row.fd = try FrechetDistance.samples(samples, dimension: d, against: reference)
         row.seconds = Date().timeIntervalSince(start)
-        return row
+        return (row, samples)
     }
 }

@@ -71,6 +71,30 @@ public enum LoadBalancePart {
             summary.append("Placement what-if: max worker load \(Markup.number(whatIf.current.maxWorkerLoad)) now, \(Markup.number(whatIf.rebalanced.maxWorkerLoad)) rebalanced (×\(Markup.number(whatIf.improvement))), lower bound \(Markup.number(whatIf.lowerBound)).")
         }
 
+        // Routing dependence on step, position and class, and the paper's claims as verdicts.
+        let dependences = RoutingVerdicts.dependences(recorder)
+        let verdicts = RoutingVerdicts.verdicts(dependences, normalizedEntropyPerLayer: report.layers.map(\.experts.normalizedEntropy))
+        if !dependences.isEmpty {
+            var dep = ResultTable(
+                id: "routing_dependence", title: "Does expert choice depend on step, position, class?",
+                columns: [.init("layer"), .init("factor"), .init("I(E;F)", unit: "bits"), .init("H(E)", unit: "bits"),
+                          .init("null mean", unit: "bits"), .init("excess", unit: "(I − null)/H(E)"), .init("p", unit: "permutation")],
+                rows: dependences.map { d in
+                    [.number(Double(d.layer ?? -1)), .string(d.factor), n(d.mutualInformationBits), n(d.expertEntropyBits),
+                     n(d.nullMean), n(d.excess), n(d.pValue)]
+                },
+                note: "Mutual information between the expert of each counted top-k slot and the factor; null: the factor's labels shuffled over the slots (\(dependences.first!.permutations) permutations), p = (1 + #null ≥ I)/(1 + permutations).")
+            dep = try store.writeCSV(dep)
+            var ver = ResultTable(
+                id: "routing_verdicts", title: "The paper's routing claims on this model",
+                columns: [.init("claim"), .init("verdict"), .init("statistic")],
+                rows: verdicts.map { [.string($0.claim), .string($0.verdict), .string($0.statistic)] },
+                note: "Thresholds: a factor matters when p < 0.01 in at least half the layers and the median excess is ≥ 0.01; class is negligible below 0.01 or a quarter of the weaker of step/position; depth trend by Spearman ρ ≥ 0.5.")
+            ver = try store.writeCSV(ver)
+            tables += [ver, dep]
+            summary += verdicts.map { "\($0.claim): \($0.verdict) (\($0.statistic))." }
+        }
+
         var figures: [ResultFigure] = []
         for layer in heatmapLayers ?? Array(0..<recorder.dims.layers) where (0..<recorder.dims.layers).contains(layer) {
             let views: [(String, CountTable, Bool)] = [
@@ -96,10 +120,12 @@ public enum LoadBalancePart {
             var rejectedSlots: UInt64
             var report: LoadBalanceReport
             var whatIf: PlacementWhatIf?
+            var dependences: [RoutingDependence]
+            var verdicts: [RoutingVerdict]
         }
         let data = try JSONValue.from(Payload(dims: recorder.dims, recordedTokens: recorder.recordedTokens,
                                               rejectedTokens: recorder.rejectedTokens, rejectedSlots: recorder.rejectedSlots,
-                                              report: report, whatIf: whatIf))
+                                              report: report, whatIf: whatIf, dependences: dependences, verdicts: verdicts))
         return ResultPart(id: "load_balance", title: title, summary: summary, tables: tables, figures: figures, data: data)
     }
 }
