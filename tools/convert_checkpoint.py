@@ -68,9 +68,18 @@ def clean(state_dict, torch):
     return out
 
 
+def load_pt(path, torch):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as safe_error:  # e.g. a train.py checkpoint whose "args" is an argparse.Namespace
+        print(f"note: weights_only load failed ({type(safe_error).__name__}); retrying with weights_only=False. "
+              "Only do this for checkpoints you trust.", file=sys.stderr)
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="upstream checkpoint (.pt / .pth), read on CPU")
+    parser.add_argument("input", help="upstream checkpoint (.pt / .pth), read on CPU, or a .safetensors file to recast")
     parser.add_argument("output", help="safetensors file to write")
     parser.add_argument("--dtype", choices=sorted(DTYPE_NAMES), help="cast floating tensors (default: keep)")
     parser.add_argument("--wrapper", choices=WRAPPERS, help="take the state dict from this top-level key")
@@ -79,13 +88,17 @@ def main():
     torch = import_torch()
     from safetensors.torch import save_file
 
+    metadata = None
     try:
-        try:
-            obj = torch.load(args.input, map_location="cpu", weights_only=True)
-        except Exception as safe_error:  # e.g. a train.py checkpoint whose "args" is an argparse.Namespace
-            print(f"note: weights_only load failed ({type(safe_error).__name__}); retrying with weights_only=False. "
-                  "Only do this for checkpoints you trust.", file=sys.stderr)
-            obj = torch.load(args.input, map_location="cpu", weights_only=False)
+        if args.input.endswith(".safetensors"):
+            from safetensors import safe_open
+            with safe_open(args.input, "pt") as f:
+                obj = collections.OrderedDict((k, f.get_tensor(k)) for k in f.keys())
+                metadata = f.metadata()
+            if metadata and args.dtype:
+                metadata = dict(metadata, stored_dtype=args.dtype)
+        else:
+            obj = load_pt(args.input, torch)
         state_dict, where = unwrap(obj, args.wrapper, torch)
         tensors = clean(state_dict, torch)
     except (ValueError, OSError, RuntimeError) as error:
@@ -96,7 +109,7 @@ def main():
         tensors = collections.OrderedDict(
             (k, v.to(target) if v.is_floating_point() else v) for k, v in tensors.items())
 
-    save_file(tensors, args.output)
+    save_file(tensors, args.output, metadata=metadata)
 
     dtypes = collections.Counter(str(v.dtype).replace("torch.", "") for v in tensors.values())
     params = sum(v.numel() for v in tensors.values())
