@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["DiT", "Tensor", "Diffusion", "Metrics", "CBLAS"], resources: [.copy("Resources")],
                 swiftSettings: optimise),
         .target(name: "Cluster", dependencies: ["DiT", "Wire", "Tensor", "CNUMA", "CSupport"], swiftSettings: optimise),
-        .target(name: "Harness", dependencies: ["DiT", "Diffusion", "Cluster", "Metrics", "Wire", "CNUMA", "CBLAS",
+        .target(name: "Harness", dependencies: ["DiT", "Diffusion", "Cluster", "Metrics", "Wire", "Training", "CNUMA", "CBLAS",
                                                 .product(name: "TOMLKit", package: "TOMLKit")],
                 swiftSettings: optimise),
         .executableTarget(name: "moebench", dependencies: [

@@ -96,3 +96,19 @@ public struct DigitsDataset: Sendable {
         return (subset(all.filter { !held.contains($0) }), subset(all.filter { held.contains($0) }))
     }
 }
+
+/// The models moebench trained on the digits and ships (`Resources/models/<name>/`: `ema.safetensors` as F16,
+/// `config.json`, `PROVENANCE.md` with the exact command, seed, steps and losses).
+public enum LearnedModels {
+    public static let names = ["digits-moe", "digits-dense", "digits-moe-alpha0", "digits-moe-noshared"]
+
+    /// Directory of a shipped model, or nil when this build does not have it.
+    public static func directory(_ name: String) -> URL? {
+        guard let root = Bundle.module.resourceURL?.appendingPathComponent("Resources/models/\(name)"),
+              FileManager.default.fileExists(atPath: root.appendingPathComponent("ema.safetensors").path) else { return nil }
+        return root
+    }
+
+    public static func weightsPath(_ name: String) -> String? { directory(name)?.appendingPathComponent("ema.safetensors").path }
+    public static func configPath(_ name: String) -> String? { directory(name)?.appendingPathComponent("config.json").path }
+}

@@ -83,6 +83,33 @@ public struct CurveSummary: Codable, Sendable {
 
     /// The Figure-3-style plot: one panel per integrator, NFE on x, FD on y (log when the range is wide), vanilla
     /// and DLG with 95% error bars and their best points labelled, and the floor.
+    /// Several sources on one figure (e.g. a DiT-MoE and its dense twin): one panel per integrator, one line per
+    /// (source, mode), each source's floor dashed.
+    public static func comparison(_ summaries: [(name: String, summary: CurveSummary)], title: String) -> LinePlot {
+        let kinds = summaries.flatMap { $0.summary.points.map(\.integrator) }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let palette = [("#1b6ca8", "#d95f02"), ("#5aa0d8", "#f0a15e"), ("#2a9d4b", "#b0388f")]
+        let panels: [PlotPanel] = kinds.map { k in
+            var ss: [PlotSeries] = []
+            for (i, entry) in summaries.enumerated() {
+                let colors = palette[i % palette.count]
+                for dlg in [false, true] {
+                    let pts = entry.summary.points.filter { $0.integrator == k && $0.dlg == dlg }.map { PlotPoint(x: $0.nfe, y: $0.fd.mean) }
+                    if !pts.isEmpty {
+                        ss.append(PlotSeries(name: "\(entry.name) \(dlg ? "DLG" : "vanilla")", points: pts, color: dlg ? colors.1 : colors.0))
+                    }
+                }
+                let xs = ss.flatMap { $0.points.map(\.x) }
+                if let f = entry.summary.floor, let lo = xs.min(), let hi = xs.max(), i == 0 {
+                    ss.append(PlotSeries(name: "floor (real digits)", points: [PlotPoint(x: lo, y: f.mean), PlotPoint(x: hi, y: f.mean)],
+                                         color: "#777777", dashed: true, markers: false))
+                }
+            }
+            return PlotPanel(title: k.uppercased(), xLabel: "NFE per sample", yLabel: "FD (pixels, [0,1] units²)",
+                             xScale: .auto(ratio: 8), yScale: .auto(ratio: 20), series: ss)
+        }
+        return LinePlot(title: title, panels: panels, columns: 3)
+    }
+
     public func figure(title: String) -> LinePlot {
         let kinds = points.reduce(into: [String]()) { if !$0.contains($1.integrator) { $0.append($1.integrator) } }
         let names = ["kar1": "KAR1 (Heun)", "kar2": "KAR2 (churn)", "pf": "Probability Flow", "rk45": "RK45",

@@ -11,6 +11,10 @@ public enum BuiltinModels {
     /// The config of a built-in name at `imageSize` pixels (latent side imageSize/8) with an optional depth
     /// override (for small test runs), or nil if the name is not a built-in.
     public static func config(_ name: String, imageSize: Int = 256, depth: Int? = nil) -> DiTConfig? {
+        if var d = DiTConfig.digits[name] {  // 8×8 pixels; the image size does not apply
+            if let depth { d.depth = depth }
+            return d
+        }
         guard imageSize > 0, imageSize % 8 == 0, var c = try? DiTConfig.named(name) else { return nil }
         c.inputSize = imageSize / 8
         if let depth { c.depth = depth }

@@ -164,7 +164,7 @@ public struct TestbedSettings: Codable, Equatable, Sendable {
 }
 
 public struct CurvesSettings: Codable, Equatable, Sendable {
-    /// Score source: only "testbed" until DiT models are wired.
+    /// Score source: "testbed" (exact score) or "model" (trained digits models, with the testbed as a second panel).
     public var score: String
     public var integrators: [IntegratorKind]
     /// NFE budgets (each mapped to the method's own step parameter; rows record the NFE actually counted).
@@ -174,4 +174,12 @@ public struct CurvesSettings: Codable, Equatable, Sendable {
     public var samples: Int
     public var seeds: [UInt64]
     public var testbed: TestbedSettings
+    /// score = "model": model ids sampled, drawn on one NFE–FD figure (e.g. the MoE and its dense twin).
+    public var models: [String] = []
+    /// score = "model": where the MoE models' routed experts run.
+    public var execution: ExecutionMode = .inProcess
+    /// score = "model": classifier-free guidance scale (nil: conditional only).
+    public var cfgScale: Double?
+    /// score = "model": batch of vanilla runs and number of DLG chains.
+    public var chains: Int = 100
 }

@@ -201,8 +201,12 @@ extension Profile {
         var r = t
         let enabled = try r.bool("enabled") ?? true
         let score = try r.string("score") ?? "testbed"
-        guard score == "testbed" else {
-            throw r.error(.badValue, r.keyPath("score"), "expected \"testbed\" (the only score source so far), found \"\(score)\"")
+        guard score == "testbed" || score == "model" else {
+            throw r.error(.badValue, r.keyPath("score"), "expected \"testbed\" or \"model\", found \"\(score)\"")
+        }
+        let models = try r.stringArray("models") ?? []
+        if score == "model" && models.isEmpty {
+            throw r.error(.badValue, r.keyPath("models"), "score = \"model\" needs models = [\"<model id>\", …]")
         }
         var tb = try r.table("testbed") ?? TOMLReader(TOMLTable(), file: r.file, path: r.keyPath("testbed"))
         let dim = try tb.int("dim", in: 2...3072, "a dimension in 2...3072") ?? 16
@@ -220,8 +224,13 @@ extension Profile {
             dlg: try r.choice("dlg", DLGMode.self) ?? .both,
             samples: try r.int("samples", in: 2...10_000_000, "a sample count ≥ 2") ?? 1000,
             seeds: try seeds(&r, "seeds") ?? [0],
-            testbed: testbed)
-        try r.finish(known: ["enabled", "score", "integrators", "nfe", "dlg", "samples", "seeds", "testbed"])
+            testbed: testbed,
+            models: models,
+            execution: try r.choice("execution", ExecutionMode.self) ?? .inProcess,
+            cfgScale: try r.double("cfg_scale", { $0 >= 0 && $0 <= 100 }, "a guidance scale in 0...100"),
+            chains: try r.int("chains", in: 1...100_000, "a chain count ≥ 1") ?? 100)
+        try r.finish(known: ["enabled", "score", "integrators", "nfe", "dlg", "samples", "seeds", "testbed", "models",
+                             "execution", "cfg_scale", "chains"])
         return enabled ? out : nil
     }
 }

@@ -1,13 +1,90 @@
 // The "curves" part: the sampler issue's NFE–FD sweep (Harness/Curves) run inside a suite, its rows kept in
 // `<results>/curves/curves.jsonl` (so the sweep resumes like `moebench curves`), summarised as a table and the
 // Figure-3-style SVG in the same report.
+import DiT
 import Diffusion
 import Foundation
 import Metrics
+import Training
 
 enum CurvesPart {
-    static func run(_ settings: CurvesSettings, store: ResultsStore, progress: Progress) throws -> ResultPart {
-        guard settings.score == "testbed" else { throw SuiteError.unknownModel("curves.score = \(settings.score)") }
+    /// A model of the profile, ready to sample (experts in-process or on the cluster), and what to call when done.
+    typealias ModelProvider = (_ id: String, _ execution: ExecutionMode) throws -> (model: DiTModel, done: () -> Void)
+
+    static func run(_ settings: CurvesSettings, store: ResultsStore, progress: Progress,
+                    models: ModelProvider? = nil) throws -> ResultPart {
+        let testbed = try runTestbed(settings, store: store, progress: progress)
+        guard settings.score == "model", let models else { return testbed }
+        return try runModels(settings, store: store, progress: progress, provider: models, testbed: testbed)
+    }
+
+    static func sweepConfig(_ settings: CurvesSettings, chains: Int) -> CurveSweepConfig {
+        var config = CurveSweepConfig()
+        config.integrators = settings.integrators
+        config.budgets = settings.nfe
+        config.dlgModes = settings.dlg == .on ? [true] : settings.dlg == .off ? [false] : [false, true]
+        config.samples = settings.samples
+        config.seeds = settings.seeds.map { Int($0) }
+        config.chains = (1...max(1, min(chains, settings.samples))).last { settings.samples % $0 == 0 } ?? 1
+        return config
+    }
+
+    /// The trained models' sweeps (one store per model under curves/<id>/, samples and PNG grids beside it), one
+    /// comparison figure, and the testbed part's tables and figure kept as the exact-ground-truth panel.
+    static func runModels(_ settings: CurvesSettings, store: ResultsStore, progress: Progress, provider: ModelProvider,
+                          testbed: ResultPart) throws -> ResultPart {
+        var config = sweepConfig(settings, chains: settings.chains)
+        let (train, heldOut) = try DigitsDataset.bundled().split()
+        func unit(_ d: DigitsDataset) -> [Float] { d.pixels.map { ($0 + 1) / 2 } }
+        var summaries: [(name: String, summary: CurveSummary)] = []
+        var lines: [String] = [], rowsOut: [[JSONValue]] = []
+        let n = { (d: Double) in JSONValue.number(d) }
+        for id in settings.models {
+            let (model, done) = try provider(id, settings.execution)
+            defer { done() }
+            let source = ModelScoreSource(model: model, name: id, cfgScale: settings.cfgScale.map(Float.init), batch: config.chains,
+                                          heldOut: unit(heldOut), train: unit(train), levelEstimator: nil)
+            var cfg = config
+            if source.levelEstimator == nil && cfg.dlgModes.contains(true) {
+                cfg.dlgModes = [false]
+                lines.append("\(id): DLG cells skipped — no noise-level classifier for this model yet.")
+            }
+            let dir = store.directory.appendingPathComponent("curves/\(id)")
+            let sweep = try CurveSweep(source: source, config: cfg, store: try CurveStore(directory: dir.path)) { progress.say("curves \(id): " + $0) }
+            sweep.onCellSamples = { row, samples in try CellSamples.write(row: row, samples: samples, side: 8, directory: dir.path) }
+            let rows = try sweep.run()
+            let summary = CurveSummary(rows: rows)
+            summaries.append((id, summary))
+            for p in summary.points {
+                let secs = rows.filter { $0.integrator == p.integrator && $0.dlg == p.dlg && $0.budget == p.budget }.map(\.seconds)
+                let perK = secs.reduce(0, +) / Double(max(secs.count, 1)) / Double(settings.samples) * 1000
+                rowsOut.append([.string(id), .string(p.integrator), .string(p.dlg ? "DLG" : "vanilla"), n(Double(p.budget)), n(p.nfe),
+                                n(p.fd.mean), n(perK)])
+            }
+            if let best = summary.points.min(by: { $0.fd.mean < $1.fd.mean }) {
+                lines.append(String(format: "%@: best FD %.4g (%@ %@, %.0f NFE); floor of real digits %.4g at %d samples.", id, best.fd.mean,
+                                    best.integrator, best.dlg ? "DLG" : "vanilla", best.nfe, summary.floor?.mean ?? .nan, settings.samples))
+            }
+        }
+        let title = "NFE vs FD on the UCI digits (8×8, not ImageNet) — \(settings.models.joined(separator: " vs ")), \(settings.samples) samples"
+        try store.writeSVG("curves_models.svg", CurveSummary.comparison(summaries, title: title).svg())
+        var table = ResultTable(
+            id: "curves_models", title: "Trained models: FD (pixels) by integrator, budget and mode, and compute per 1000 samples",
+            columns: [.init("model"), .init("integrator"), .init("mode"), .init("budget", unit: "NFE"), .init("NFE counted"),
+                      .init("FD", unit: "[0,1]² pixels"), .init("seconds per 1000 samples")],
+            rows: rowsOut,
+            note: "FD of generated digits against the 300 held-out digits in pixel space (64-d); seconds are wall time of the cell on this machine, so FD per second of compute compares the MoE and its dense twin.")
+        table = try store.writeCSV(table)
+        var part = testbed
+        part.summary = lines + ["Exact-ground-truth panel (testbed):"] + testbed.summary
+        part.tables = [table] + testbed.tables
+        part.figures = [ResultFigure(id: "curves_models", title: "Trained DiT-MoE and its dense twin on one NFE–FD axis",
+                                     file: "curves_models.svg", caption: "One panel per integrator; sample grids per cell in curves/<model>/samples/.")]
+            + testbed.figures
+        return part
+    }
+
+    static func runTestbed(_ settings: CurvesSettings, store: ResultsStore, progress: Progress) throws -> ResultPart {
         var config = CurveSweepConfig()
         config.integrators = settings.integrators
         config.budgets = settings.nfe

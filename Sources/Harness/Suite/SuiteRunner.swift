@@ -4,6 +4,7 @@
 import DiT
 import Foundation
 import Metrics
+import Training
 import Tensor
 
 /// Routed experts on a cluster: what the suite needs from the Cluster module (implemented in ClusterBackend.swift).
@@ -79,7 +80,17 @@ public final class SuiteRunner {
         } else {
             throw SuiteError.unknownModel(id)
         }
-        let source: WeightSource = spec.weights.map { .safetensors(path: $0) } ?? .random(seed: profile.run.seeds.first ?? 0)
+        let source: WeightSource
+        switch spec.weights {
+        case nil: source = .random(seed: profile.run.seeds.first ?? 0)
+        case "learned"?:
+            // The model moebench trained and ships under this built-in name (Training/Resources/models).
+            guard let name = spec.builtin, let path = LearnedModels.weightsPath(name) else {
+                throw SuiteError.unknownModel("\(id): weights = \"learned\" needs a built-in name with shipped weights (\(LearnedModels.names.joined(separator: ", ")))")
+            }
+            source = .safetensors(path: path)
+        case let path?: source = .safetensors(path: path)
+        }
         return (config, source)
     }
 
@@ -189,7 +200,16 @@ public final class SuiteRunner {
     // MARK: Curves
 
     func runCurves(_ sweep: CurvesSettings, store: ResultsStore) throws -> ResultPart {
-        try CurvesPart.run(sweep, store: store, progress: progress)
+        try CurvesPart.run(sweep, store: store, progress: progress) { id, execution in
+            let (config, source) = try self.resolve(id)
+            self.progress.say("curves: loading \(config.name) (\(id), \(source.description))")
+            let weights = try DiTWeights(config: config, source: source)
+            guard execution == .cluster, config.isMoE else { return (try DiTModel(weights: weights), {}) }
+            guard let settings = self.profile.cluster, let open = self.openCluster else { throw SuiteError.noCluster }
+            let session = try open(settings, config, source)
+            let codec = self.profile.codecs.first ?? CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)
+            return (try DiTModel(weights: weights, executor: try session.executor(for: weights, codec: codec)), { session.shutdown() })
+        }
     }
 }
 
