@@ -102,6 +102,14 @@ public enum LoadBalancePart {
                 ("position", recorder.positionExpertTable(layer: layer), true),
                 ("step", recorder.stepExpertTable(layer: layer), true),
             ]
+            let grid = Int(Double(recorder.dims.positions).squareRoot().rounded())
+            if grid * grid == recorder.dims.positions {
+                let id = "token_grid_layer\(layer)"
+                try store.writeSVG("\(id).svg", TokenGridFigure(title: "Layer \(layer): each expert's share of the selections at each token position",
+                                                                grid: grid, table: recorder.positionExpertTable(layer: layer)).svg())
+                figures.append(ResultFigure(id: id, title: "Layer \(layer): expert share on the \(grid)×\(grid) token grid", file: "\(id).svg",
+                                            caption: "Position as the image's patch grid; one colour scale per layer; raw counts in heatmap_position_layer\(layer).csv"))
+            }
             for (kind, raw, scaled) in views where raw.rows > 0 {
                 let id = "heatmap_\(kind)_layer\(layer)"
                 try store.writeFile("\(id).csv", Data(raw.csv().utf8))
