@@ -5,6 +5,21 @@ import Foundation
 import Metrics
 
 public enum LoadBalancePart {
+    /// Per-layer balancedness and MaxVio of several models sampled the same way, side by side.
+    public static func ablationTable(_ reports: [(String, LoadBalanceReport)]) -> ResultTable {
+        let layers = reports.map { $0.1.layers.count }.max() ?? 0
+        var columns: [ResultTable.Column] = [.init("layer")]
+        for (id, _) in reports { columns += [.init("\(id) balancedness", unit: "mean/max"), .init("\(id) MaxVio", unit: "(max−mean)/mean")] }
+        let rows: [[JSONValue]] = (0..<layers).map { l in
+            [.number(Double(l))] + reports.flatMap { r -> [JSONValue] in
+                l < r.1.layers.count ? [.number(r.1.layers[l].experts.balancedness), .number(r.1.layers[l].experts.maxVio)] : [.null, .null]
+            }
+        }
+        return ResultTable(id: "load_balance_ablations", title: "Balance-loss and shared-expert ablations: per-layer balance",
+                           columns: columns, rows: rows,
+                           note: "Each model sampled with the same sampler, steps, classes and seed; balancedness 1 = every expert equally loaded.")
+    }
+
     /// Writes the CSV/SVG files through `store` and returns the part (not yet added to the store).
     public static func make(recorder: ExpertLoadRecorder, placement: ExpertPlacement?, extraSlotsPerWorker: Int,
                             heatmapLayers: [Int]?, store: ResultsStore, title: String = "Expert load balance") throws -> ResultPart {

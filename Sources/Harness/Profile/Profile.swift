@@ -145,6 +145,9 @@ public struct LoadBalanceSuite: Codable, Equatable, Sendable {
     public var extraSlotsPerWorker: Int
     /// Layers that get heatmaps (nil: all).
     public var heatmapLayers: [Int]?
+    /// MoE model ids sampled the same way for a side-by-side of per-layer balance (e.g. the balance-loss and
+    /// shared-expert ablations); always in-process.
+    public var ablations: [String] = []
 }
 
 

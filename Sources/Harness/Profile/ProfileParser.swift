@@ -191,9 +191,11 @@ extension Profile {
             countUnconditional: try r.bool("count_unconditional") ?? false,
             extraSlotsPerWorker: try r.int("extra_slots_per_worker", in: 0...1024, "an integer ≥ 0") ?? 1,
             heatmapLayers: try r.intArray("heatmap_layers", in: 0...(max(depth ?? 1000, 1) - 1),
-                                          "a layer index in 0...\(max(depth ?? 1000, 1) - 1)"))
+                                          "a layer index in 0...\(max(depth ?? 1000, 1) - 1)"),
+            ablations: try r.stringArray("ablations") ?? [])
+        for a in out.ablations { try modelRef(a, at: r.keyPath("ablations"), ids: ids, r, mustBeMoE: true) }
         try r.finish(known: ["enabled", "model", "execution", "sampler", "steps", "cfg_scale", "classes",
-                             "samples_per_class", "count_unconditional", "extra_slots_per_worker", "heatmap_layers"])
+                             "samples_per_class", "count_unconditional", "extra_slots_per_worker", "heatmap_layers", "ablations"])
         return enabled ? out : nil
     }
 

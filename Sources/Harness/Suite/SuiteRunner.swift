@@ -188,6 +188,21 @@ public final class SuiteRunner {
         var part = try LoadBalancePart.make(recorder: recorder, placement: placement, extraSlotsPerWorker: suite.extraSlotsPerWorker,
                                             heatmapLayers: suite.heatmapLayers, store: store)
         part.summary.insert("\(config.name) (\(source.description)), \(suite.sampler.rawValue) sampling, \(suite.steps) steps, CFG \(suite.cfgScale), classes \(suite.classes) × \(suite.samplesPerClass).", at: 0)
+        if !suite.ablations.isEmpty {
+            var reports = [(suite.model, LoadBalanceReport(loads: recorder.expertLoadMatrix(), placement: nil))]
+            for id in suite.ablations {
+                let (c, s) = try resolve(id)
+                progress.say("load balance: ablation \(id) (\(c.name))")
+                let r = try LoadBalanceRun(suite: suite, progress: progress).run(model: try DiTModel(config: c, source: s), seed: profile.run.seeds.first ?? 0)
+                reports.append((id, LoadBalanceReport(loads: r.expertLoadMatrix(), placement: nil)))
+            }
+            var table = LoadBalancePart.ablationTable(reports)
+            table = try store.writeCSV(table)
+            part.tables.insert(table, at: 0)
+            part.summary.append("Ablations side by side (same sampling run): " + reports.map {
+                String(format: "%@ balancedness %.3f, mean MaxVio %.3f", $0.0, $0.1.overall.expertBalancedness, $0.1.overall.meanMaxVio)
+            }.joined(separator: "; ") + ".")
+        }
         return part
     }
 
