@@ -48,8 +48,9 @@ public struct MachineInfo: Codable, Equatable, Sendable {
         self.environment = environment
     }
 
-    /// Collects the description of this machine. `gitDirectory`: where to ask git (default: current directory).
-    public static func collect(gitDirectory: String? = nil) -> MachineInfo {
+    /// Collects the description of this machine. `gitDirectory`: where to ask git (default: the checkout the running
+    /// binary was built in, so a run from any directory records the commit of the code that ran).
+    public static func collect(gitDirectory: String? = MoebenchVersion.executableDirectory) -> MachineInfo {
         let info = ProcessInfo.processInfo
         var uts = utsname()
         uname(&uts)

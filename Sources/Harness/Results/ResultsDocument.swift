@@ -11,6 +11,8 @@ public struct ResultsDocument: Codable, Equatable, Sendable {
     public var startedAt: String
     public var updatedAt: String
     public var finishedAt: String?
+    /// `moebench <version> (git <commit>)` of the binary that ran (absent in documents of older versions).
+    public var moebench: String?
     public var machine: MachineInfo
     public var profile: Profile
     /// Every seed the suite used.

@@ -41,7 +41,8 @@ public final class ResultsStore {
         }
         let now = iso8601(date)
         let doc = ResultsDocument(schema: ResultsDocument.currentSchema, status: "running", startedAt: now, updatedAt: now,
-                                  finishedAt: nil, machine: machine, profile: profile, seeds: profile.allSeeds, parts: [])
+                                  finishedAt: nil, moebench: MoebenchVersion.description, machine: machine, profile: profile,
+                                  seeds: profile.allSeeds, parts: [])
         let store = ResultsStore(directory: dir, document: doc)
         try store.save()
         return store
