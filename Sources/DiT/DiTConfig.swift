@@ -223,5 +223,11 @@ extension DiTConfig {
                                 numHeads: 4, numClasses: 10, numExperts: 8, numExpertsPerTok: 2),
         "digits-dense": DiTConfig(name: "digits-dense", inputSize: 8, patchSize: 2, inChannels: 1, hiddenSize: 192,
                                   depth: 4, numHeads: 4, numClasses: 10, dense: true),
+        // The ablations: the same MoE trained without the balance loss (α = 0) and without the shared expert.
+        "digits-moe-alpha0": DiTConfig(name: "digits-moe-alpha0", inputSize: 8, patchSize: 2, inChannels: 1, hiddenSize: 128,
+                                       depth: 4, numHeads: 4, numClasses: 10, numExperts: 8, numExpertsPerTok: 2),
+        "digits-moe-noshared": DiTConfig(name: "digits-moe-noshared", inputSize: 8, patchSize: 2, inChannels: 1, hiddenSize: 128,
+                                         depth: 4, numHeads: 4, numClasses: 10, numExperts: 8, numExpertsPerTok: 2,
+                                         numSharedExperts: 0),
     ]
 }

@@ -17,18 +17,22 @@ final class ProfileTests: XCTestCase {
 
         let p = fromFile
         XCTAssertEqual(p.name, "default")
-        XCTAssertEqual(p.models.map(\.id), ["moe-s", "dit-s", "dit-b"])
-        XCTAssertEqual(p.model("moe-s")?.builtinShape?.experts, 8)
-        XCTAssertEqual(p.cost?.baselines, ["dit-s", "dit-b"])
+        XCTAssertEqual(p.models.map(\.id), ["moe", "dense", "moe-alpha0", "moe-noshared"])
+        XCTAssertEqual(p.models.map(\.weights), ["learned", "learned", "learned", "learned"])
+        XCTAssertEqual(p.cost?.baselines, ["dense"])
         XCTAssertEqual(p.cost?.scenarios, [.singleStream, .offline, .server])
         XCTAssertEqual(p.cost?.execution, [.inProcess, .cluster])
-        XCTAssertEqual(p.cost?.serverTargetQPS, 1.0)
-        XCTAssertEqual(p.cluster, ClusterSettings(hosts: "hosts", launch: .local, secretFile: nil))
+        // Relative paths resolve against the profile's directory, to absolute paths.
+        let repo = URL(fileURLWithPath: path).deletingLastPathComponent().deletingLastPathComponent().standardizedFileURL.path
+        XCTAssertEqual(p.cluster, ClusterSettings(hosts: repo + "/hosts", launch: .local, secretFile: nil))
         XCTAssertEqual(p.codecs, [CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)])
-        XCTAssertEqual(p.loadBalance?.heatmapLayers, [0, 5, 11])
+        XCTAssertEqual(p.loadBalance?.heatmapLayers, [0, 3])
+        XCTAssertEqual(p.loadBalance?.ablations, ["moe-alpha0", "moe-noshared"])
+        XCTAssertEqual(p.curves?.score, "model")
+        XCTAssertEqual(p.curves?.models, ["moe", "dense"])
         XCTAssertEqual(p.curves?.integrators.count, 6)
         XCTAssertEqual(p.curves?.testbed.dim, 16)
-        XCTAssertEqual(p.allSeeds, [0, 1])
+        XCTAssertEqual(p.allSeeds, [0])
     }
 
     func testTinyProfileAndDefaults() throws {

@@ -106,8 +106,10 @@ final class ResultsAndReportTests: XCTestCase {
         let part = try LoadBalancePart.make(recorder: recorder(), placement: placement, extraSlotsPerWorker: 1,
                                             heatmapLayers: [0, 1], store: store)
         try store.add(part)
-        XCTAssertEqual(part.tables.map(\.id), ["load_balance_layers", "load_balance_workers", "load_balance_numa", "placement_what_if"])
-        XCTAssertEqual(part.figures.count, 6)
+        XCTAssertEqual(part.tables.map(\.id), ["load_balance_layers", "load_balance_workers", "load_balance_numa", "placement_what_if",
+                                                "routing_verdicts", "routing_dependence"])
+        // Per heatmap layer: the token grid (4 positions = a 2×2 grid) and the class, position and step heatmaps.
+        XCTAssertEqual(part.figures.count, 8)
         for f in part.figures { XCTAssertTrue(FileManager.default.fileExists(atPath: store.directory.appendingPathComponent(f.file).path), f.file) }
         // layer 0: 12 tokens × 2 slots on experts 0 and 1 → loads 12,12,0,0: MaxVio 1, balancedness 0.5
         let layers = part.tables[0]

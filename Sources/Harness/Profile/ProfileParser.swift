@@ -10,16 +10,30 @@ extension Profile {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw ProfileError(.unreadable, file: path, keyPath: "", "cannot read the file (missing, unreadable or not UTF-8)")
         }
-        return try parse(toml: text, file: path)
+        return try parse(toml: text, file: path,
+                         baseDirectory: URL(fileURLWithPath: path).deletingLastPathComponent().standardizedFileURL.path)
     }
 
-    /// The embedded default profile (identical to profiles/default.toml; a test checks it).
+    /// The embedded default profile (identical to profiles/default.toml; a test checks it). Its relative paths
+    /// resolve as they do for profiles/default.toml — against `<checkout>/profiles` of the checkout the binary was
+    /// built in — so it runs from any directory.
     public static func embeddedDefault() throws -> Profile {
-        try parse(toml: EmbeddedProfiles.defaultTOML, file: "<embedded default>", defaultName: "default")
+        try parse(toml: EmbeddedProfiles.defaultTOML, file: "<embedded default>", defaultName: "default",
+                  baseDirectory: (checkoutDirectory ?? FileManager.default.currentDirectoryPath) + "/profiles")
+    }
+
+    /// `<checkout>` of a binary at `<checkout>/.build/<configuration>/moebench`, when that directory holds `hosts`.
+    static var checkoutDirectory: String? {
+        guard let exe = MoebenchVersion.executableDirectory else { return nil }
+        let root = URL(fileURLWithPath: exe).deletingLastPathComponent().deletingLastPathComponent().standardizedFileURL.path
+        return FileManager.default.fileExists(atPath: root + "/hosts") ? root : nil
     }
 
     /// Parses profile text. `file` names the source in errors; `defaultName` is used when the profile has no `name`.
-    public static func parse(toml: String, file: String, defaultName: String? = nil) throws -> Profile {
+    /// Relative paths (`hosts`, `secret_file`, model `config` and `weights`) are resolved against `baseDirectory`
+    /// (default: the current directory) and must exist: the error names the key and the full path.
+    public static func parse(toml: String, file: String, defaultName: String? = nil,
+                             baseDirectory: String = FileManager.default.currentDirectoryPath) throws -> Profile {
         let table: TOMLTable
         do {
             table = try TOMLTable(string: toml)
@@ -44,8 +58,30 @@ extension Profile {
         let loadBalance = try root.table("load_balance").flatMap { try parseLoadBalance($0, ids: ids, cluster: cluster) }
         let curves = try root.table("curves").flatMap(parseCurves)
         try root.finish(known: ["name", "description", "run", "models", "cost", "cluster", "codec", "load_balance", "curves"])
-        return Profile(name: name, description: description, source: file, run: run, models: models, cost: cost,
-                       cluster: cluster, codecs: codecs, loadBalance: loadBalance, curves: curves)
+        var profile = Profile(name: name, description: description, source: file, run: run, models: models, cost: cost,
+                              cluster: cluster, codecs: codecs, loadBalance: loadBalance, curves: curves)
+        try profile.resolvePaths(against: baseDirectory, file: file)
+        return profile
+    }
+
+    /// Makes every relative path absolute against `base` and checks that each file exists.
+    mutating func resolvePaths(against base: String, file: String) throws {
+        func absolute(_ p: String) -> String {
+            p.hasPrefix("/") ? p : URL(fileURLWithPath: base).appendingPathComponent(p).standardizedFileURL.path
+        }
+        func check(_ p: String, _ key: String, _ what: String) throws -> String {
+            let full = absolute(p)
+            guard FileManager.default.fileExists(atPath: full) else {
+                throw ProfileError(.badValue, file: file, keyPath: key, "\(what) \(full) does not exist (relative paths resolve against \(base))")
+            }
+            return full
+        }
+        for i in models.indices {
+            if let c = models[i].config { models[i].config = try check(c, "models[\(i)].config", "model config") }
+            if let w = models[i].weights, w != "learned" { models[i].weights = try check(w, "models[\(i)].weights", "weights file") }
+        }
+        if let h = cluster?.hosts { cluster!.hosts = try check(h, "cluster.hosts", "hosts file") }
+        if let s = cluster?.secretFile { cluster!.secretFile = absolute(s) }
     }
 
     static func seeds(_ r: inout TOMLReader, _ key: String) throws -> [UInt64]? {
