@@ -9,12 +9,12 @@ public struct NoiseClassifierOptions: Sendable, Equatable {
     /// Hidden widths of the MLP (input and output widths follow from `input` and the level count).
     public var hidden: [Int] = [256, 64]
     public var activation: MLPActivation = .relu
-    public var input: NoiseClassifierInput = .raw
+    public var input: NoiseClassifierInput = .rmsNormalised
     public var levels: NoiseLevels = NoiseLevelClassifier.digitsLevels
 
     public init() {
         training = MLPTrainingOptions()
-        training.steps = 6000; training.batch = 256; training.lr = 1e-3; training.warmup = 200
+        training.steps = 8000; training.batch = 256; training.lr = 5e-3; training.warmup = 100
     }
 }
 
