@@ -68,7 +68,7 @@ final class DigitsFIDTests: XCTestCase {
         XCTAssertEqual(fid.referenceCount, 300)
         XCTAssertGreaterThanOrEqual(DigitFeatureNet.accuracy(fid.featureNet, on: heldOut), 0.95)
 
-        let floor = try fid.floor(train: train, count: 300, bootstrap: 50, seed: 1)
+        let floor = try fid.floor(train: train, count: 300, bootstrap: 20, seed: 1)
         XCTAssertGreaterThan(floor.fidDigits.value, 0)
         XCTAssertGreaterThan(floor.pixelFD.value, 0)
 
@@ -78,14 +78,14 @@ final class DigitsFIDTests: XCTestCase {
             let u1 = max(Double(rng.nextUnitFloat()), 1e-7), u2 = Double(rng.nextUnitFloat())
             noisy[i] += Float(0.75 * (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
         }
-        let r = try fid.evaluate(noisy, bootstrap: 100, seed: 2)
+        let r = try fid.evaluate(noisy, bootstrap: 40, seed: 2)
         for (name, e, fl) in [("FID-digits", r.fidDigits, floor.fidDigits), ("pixel FD", r.pixelFD, floor.pixelFD)] {
             XCTAssertGreaterThan(e.value, 3 * fl.value, "\(name): noisy digits \(e.value) vs floor \(fl.value)")
             XCTAssertGreaterThan(e.lower, 0, name)
             XCTAssertLessThan(e.lower, e.upper, name)
             XCTAssertLessThanOrEqual(e.lower, e.value, "\(name): interval [\(e.lower), \(e.upper)] vs \(e.value)")
             XCTAssertGreaterThanOrEqual(e.upper, e.value, "\(name): interval [\(e.lower), \(e.upper)] vs \(e.value)")
-            XCTAssertEqual(e.resamples, 100)
+            XCTAssertEqual(e.resamples, 40)
         }
     }
 }
