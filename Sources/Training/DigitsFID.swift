@@ -89,6 +89,10 @@ public struct DigitsFIDReport: Codable, Sendable, Equatable {
 /// Images are `[n, 64]` Float32 in [−1, 1] pixel units (pixel/8 − 1), as `DigitsDataset`. Reference moments (mean,
 /// n − 1 covariance, Float64) are cached in `cacheDirectory` under a content hash of the feature net's widths,
 /// activation and weights and the reference images.
+///
+///     let fid = try DigitsFID.bundled()                            // cache in $MOEBENCH_CACHE or ~/.cache/moebench
+///     let r = try fid.evaluate(samples)                            // [n, 64], B = 200 resamples, seed 0
+///     let floor = try fid.floor(train: trainSplit, count: n)       // the same statistics for n real train digits
 public final class DigitsFID {
     public let featureNet: MLPClassifier
     public let featureReference: GaussianMoments

@@ -43,6 +43,13 @@ public enum NoiseClassifierInput: String, Sendable, Codable {
 /// DiT's units, σ in the same units). A sampler working in other units x with y = a·x + b (`DataUnits`, the same
 /// map the VP/RF adapters take) passes `units`; inputs are mapped to y before encoding and `levels` (the protocol's
 /// level set, what DLG reads) is `modelLevels` divided by a, so σ_x = σ_y/a.
+///
+/// Use with DLG (the units must be the ones the sampler's denoiser adapter uses):
+///
+///     let estimator = try NoiseLevelClassifier.bundled(units: .native)   // sampler in [−1, 1] pixel units
+///     let chains = DLGChains(chains: 200, estimator: estimator, context: context)
+///
+/// Not thread-safe (one workspace per instance); `inUnits(_:)` makes another instance over the same weights.
 public final class NoiseLevelClassifier: NoiseLevelEstimator {
     public let network: MLPClassifier
     public let input: NoiseClassifierInput
