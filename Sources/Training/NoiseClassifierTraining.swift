@@ -14,7 +14,7 @@ public struct NoiseClassifierOptions: Sendable, Equatable {
 
     public init() {
         training = MLPTrainingOptions()
-        training.steps = 8000; training.batch = 256; training.lr = 5e-3; training.warmup = 100
+        training.steps = 20000; training.batch = 256; training.lr = 5e-3; training.warmup = 100
     }
 }
 

@@ -35,7 +35,7 @@ struct TrainCommand: ParsableCommand {
           --noise-classifier: DLG's noise-level classifier over 1000 levels σ_k = 0.02·(157.4/0.02)^(1−k/1000) in \
         [−1, 1] pixel units (index 0 = largest σ; σ_max is the DDPM table's σ_999 = √(1/ᾱ_999 − 1)), trained with \
         cross-entropy on k for x0 + σ_k·z. Writes classifier.safetensors and classifier.json (level set, σ-recovery \
-        |log σ̂ − log σ| by σ band on held-out digits and on pure noise). Defaults: input rms-normalised, 8000 steps, \
+        |log σ̂ − log σ| by σ band on held-out digits and on pure noise). Defaults: input rms-normalised, 20000 steps, \
         batch 256, lr 5e-3.
           --feature-net: the digit classifier whose last hidden layer gives FID-digits' features. Writes \
         feature-net.safetensors and feature-net.json (held-out accuracy, the train-vs-held-out floor at n = 300 and \
@@ -50,7 +50,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Training data: digits (the bundled UCI digits, 8×8 one channel) or a CSV file of the same format (64 pixels 0–16, then the label).")
     var data: String = "digits"
 
-    @Option(name: .customLong("steps"), help: "Optimiser steps (default 2000; --noise-classifier 8000; --feature-net 3000).")
+    @Option(name: .customLong("steps"), help: "Optimiser steps (default 2000; --noise-classifier 20000; --feature-net 3000).")
     var stepsOption: Int?
 
     @Option(name: .customLong("batch"), help: "Images per step (default 128; --noise-classifier 256).")
@@ -68,7 +68,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "With --noise-classifier or --feature-net: hidden widths of the MLP, comma-separated (defaults 256,64 and 128,64).")
     var hidden: String?
 
-    var steps: Int { stepsOption ?? (noiseClassifier ? 8000 : featureNet ? 3000 : 2000) }
+    var steps: Int { stepsOption ?? (noiseClassifier ? 20000 : featureNet ? 3000 : 2000) }
     var batch: Int { batchOption ?? (noiseClassifier ? 256 : 128) }
 
     @Option(name: .customLong("lr"), help: "Peak learning rate (after the warm-up; default 1e-3, --noise-classifier 5e-3).")
