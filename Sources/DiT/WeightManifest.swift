@@ -6,6 +6,10 @@ public struct TensorSpec: Equatable, Sendable {
     /// Routed expert tensor: (layer, expert); nil for everything else.
     public let expert: (layer: Int, expert: Int)?
 
+    public init(key: String, shape: [Int], expert: (layer: Int, expert: Int)? = nil) {
+        self.key = key; self.shape = shape; self.expert = expert
+    }
+
     public static func == (a: TensorSpec, b: TensorSpec) -> Bool { a.key == b.key && a.shape == b.shape }
 }
 

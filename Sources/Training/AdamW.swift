@@ -19,8 +19,8 @@ public final class AdamW {
 
     public init(like params: ParameterSet, weightDecay: Float = 0) {
         self.weightDecay = weightDecay
-        m = ParameterSet(config: params.config)
-        v = ParameterSet(config: params.config)
+        m = ParameterSet(like: params)
+        v = ParameterSet(like: params)
         var ranges: [Range<Int>] = []
         for s in params.specs where !AdamW.isFixed(s.key) {
             let o = params.offsets[s.key]!, n = s.shape.reduce(1, *)

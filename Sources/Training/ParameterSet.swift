@@ -8,17 +8,42 @@ import Tensor
 ///
 /// Because each SwiGLU's `gate_proj` and `up_proj` are adjacent in the manifest, `[gate_proj; up_proj]` is one
 /// `[2H, D]` matrix here (`fused(_:)`), so a forward or backward runs one GEMM for both.
+///
+/// Other models (the MLP classifiers) build one from their own tensor list with `init(specs:name:)`; such a set has
+/// no DiT config.
 public final class ParameterSet {
-    public let config: DiTConfig
+    private let ditConfig: DiTConfig?
+    /// The DiT config the set was made for; only sets made with `init(config:)` have one.
+    public var config: DiTConfig {
+        guard let c = ditConfig else { preconditionFailure("ParameterSet '\(name)' was made from a tensor list, not a DiT config") }
+        return c
+    }
+    /// Model name used in messages (the config's name for DiT sets).
+    public let name: String
     public let specs: [TensorSpec]
     /// Offset of each key in `values`.
     public let offsets: [String: Int]
     public let count: Int
     public let values: UnsafeMutablePointer<Float>
 
-    public init(config: DiTConfig) {
-        self.config = config
-        specs = config.tensorSpecs
+    public convenience init(config: DiTConfig) {
+        self.init(specs: config.tensorSpecs, name: config.name, config: config)
+    }
+
+    /// A set over an arbitrary tensor list (keys unique), laid out in the list's order, all values 0.
+    public convenience init(specs: [TensorSpec], name: String) {
+        self.init(specs: specs, name: name, config: nil)
+    }
+
+    /// An all-zero set with the same tensors (and config, if any) as `other`.
+    public convenience init(like other: ParameterSet) {
+        self.init(specs: other.specs, name: other.name, config: other.ditConfig)
+    }
+
+    private init(specs: [TensorSpec], name: String, config: DiTConfig?) {
+        ditConfig = config
+        self.name = name
+        self.specs = specs
         var offsets: [String: Int] = [:], n = 0
         for s in specs { offsets[s.key] = n; n += s.shape.reduce(1, *) }
         self.offsets = offsets
@@ -30,7 +55,7 @@ public final class ParameterSet {
     deinit { values.deallocate() }
 
     public subscript(_ key: String) -> UnsafeMutablePointer<Float> {
-        guard let o = offsets[key] else { preconditionFailure("ParameterSet: no parameter '\(key)' in \(config.name)") }
+        guard let o = offsets[key] else { preconditionFailure("ParameterSet: no parameter '\(key)' in \(name)") }
         return values + o
     }
 

@@ -7,7 +7,7 @@ import Training
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train a small DiT-MoE or dense DiT on the bundled digits (DDPM, balance loss, AdamW, EMA).",
+        abstract: "Train a small DiT-MoE or dense DiT on the bundled digits (DDPM, balance loss, AdamW, EMA), or one of the two digit classifiers (--noise-classifier, --feature-net).",
         discussion: """
         Trains with upstream DiT-MoE's objective: 1000 linear betas, ε prediction plus the variational bound for \
         the learned σ channels, and per MoE layer the expert-level balance loss α·Σ_i P_i·f_i. AdamW (no weight \
@@ -30,6 +30,18 @@ struct TrainCommand: ParsableCommand {
           moebench train --config digits-moe --balance-alpha 0 --out runs/alpha0
           moebench train --config digits-moe --shared-experts 0 --out runs/noshared
           moebench train --config my-digits.json --steps 500 --batch 64 --out runs/mine
+
+        Classifiers (an MLP, AdamW with warm-up and cosine decay; --config and the DiT options do not apply):
+          --noise-classifier: DLG's noise-level classifier over 1000 levels σ_k = 0.02·(157.4/0.02)^(1−k/1000) in \
+        [−1, 1] pixel units (index 0 = largest σ; σ_max is the DDPM table's σ_999 = √(1/ᾱ_999 − 1)), trained with \
+        cross-entropy on k for x0 + σ_k·z. Writes classifier.safetensors and classifier.json (level set, σ-recovery \
+        |log σ̂ − log σ| by σ band on held-out digits and on pure noise). Defaults: input rms-normalised, 20000 steps, \
+        batch 256, lr 5e-3.
+          --feature-net: the digit classifier whose last hidden layer gives FID-digits' features. Writes \
+        feature-net.safetensors and feature-net.json (held-out accuracy, the train-vs-held-out floor at n = 300 and \
+        1000). Defaults: 3000 steps, batch 128.
+          moebench train --noise-classifier --out runs/noise-classifier
+          moebench train --feature-net --seed 0 --out runs/feature-net
         """)
 
     @Option(help: "digits-moe, digits-dense, a built-in DiT name, or a JSON file with the upstream constructor's argument names (input_size 8, in_channels 1, num_classes 10 for the digits).")
@@ -38,14 +50,31 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Training data: digits (the bundled UCI digits, 8×8 one channel) or a CSV file of the same format (64 pixels 0–16, then the label).")
     var data: String = "digits"
 
-    @Option(help: "Optimiser steps.")
-    var steps: Int = 2000
+    @Option(name: .customLong("steps"), help: "Optimiser steps (default 2000; --noise-classifier 20000; --feature-net 3000).")
+    var stepsOption: Int?
 
-    @Option(help: "Images per step.")
-    var batch: Int = 128
+    @Option(name: .customLong("batch"), help: "Images per step (default 128; --noise-classifier 256).")
+    var batchOption: Int?
 
-    @Option(help: "Peak learning rate (after the warm-up).")
-    var lr: Double = 1e-3
+    @Flag(name: .customLong("noise-classifier"), help: "Train DLG's noise-level classifier (an MLP over 1000 σ levels) instead of a DiT.")
+    var noiseClassifier = false
+
+    @Flag(name: .customLong("feature-net"), help: "Train the digit classifier whose last hidden layer gives FID-digits' features instead of a DiT.")
+    var featureNet = false
+
+    @Option(help: "With --noise-classifier: the input encoding, rms-normalised (pixels / RMS, then log RMS), raw (the 64 pixels) or raw+log-rms.")
+    var input: String = "rms-normalised"
+
+    @Option(help: "With --noise-classifier or --feature-net: hidden widths of the MLP, comma-separated (defaults 256,64 and 128,64).")
+    var hidden: String?
+
+    var steps: Int { stepsOption ?? (noiseClassifier ? 20000 : featureNet ? 3000 : 2000) }
+    var batch: Int { batchOption ?? (noiseClassifier ? 256 : 128) }
+
+    @Option(name: .customLong("lr"), help: "Peak learning rate (after the warm-up; default 1e-3, --noise-classifier 5e-3).")
+    var lrOption: Double?
+
+    var lr: Double { lrOption ?? (noiseClassifier ? 5e-3 : 1e-3) }
 
     @Option(help: "Linear warm-up steps (at most --steps).")
     var warmup: Int = 100
@@ -84,7 +113,7 @@ struct TrainCommand: ParsableCommand {
     var out: String
 
     func validate() throws {
-        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
+        func check(_ ok: Bool, _ message: @autoclosure () -> String) throws { if !ok { throw ValidationError(message()) } }
         try check((1...10_000_000).contains(steps), "--steps must be between 1 and 10000000, got \(steps)")
         try check((1...65_536).contains(batch), "--batch must be between 1 and 65536, got \(batch)")
         try check(lr > 0 && lr < 1, "--lr must be in (0, 1), got \(lr)")
@@ -97,9 +126,17 @@ struct TrainCommand: ParsableCommand {
         try check(checkpointEvery >= 1, "--checkpoint-every must be ≥ 1, got \(checkpointEvery)")
         try check(logEvery >= 1, "--log-every must be ≥ 1, got \(logEvery)")
         try check(threads == nil || (1...256).contains(threads!), "--threads must be between 1 and 256, got \(threads!)")
+        try check(!(noiseClassifier && featureNet), "--noise-classifier and --feature-net train different models; give one of them")
+        try check(NoiseClassifierInput(rawValue: input) != nil, "--input must be raw, rms-normalised or raw+log-rms, got \(input)")
+        if let h = hidden {
+            let w = h.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            try check(!w.isEmpty && w.allSatisfy { ($0 ?? 0) >= 1 && ($0 ?? 0) <= 4096 },
+                      "--hidden must be a comma list of widths between 1 and 4096, e.g. 256,64; got \(h)")
+        }
     }
 
     func run() throws {
+        if noiseClassifier || featureNet { return try runClassifier() }
         var c: DiTConfig
         do { c = try DiTConfig.resolve(config) } catch let e as DiTError { throw RuntimeError(e.description) }
         if dense, !c.dense {
@@ -141,6 +178,41 @@ struct TrainCommand: ParsableCommand {
         catch let e as TrainingError { throw RuntimeError(e.description) }
         catch let e as DiTError { throw RuntimeError(e.description) }
         progress.finish(stoppedAt: trainer.step, interrupted: StopSignal.requested && trainer.step < steps, directory: out)
+    }
+}
+
+extension TrainCommand {
+    /// `--noise-classifier` / `--feature-net`: an MLP on the digits, weights and a JSON summary into --out.
+    func runClassifier() throws {
+        let all: DigitsDataset
+        do { all = data == "digits" ? try DigitsDataset.bundled() : try DigitsDataset.load(csv: data) }
+        catch let e as DiTError { throw RuntimeError(e.description) }
+        var t = MLPTrainingOptions()
+        t.steps = steps; t.batch = batch; t.lr = lr; t.warmup = min(warmup, steps); t.seed = seed; t.clip = clip
+        let widths = hidden.map { $0.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! } }
+        BLASThreads.set(1)
+        Parallel.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let command = CommandLine.arguments.dropFirst().joined(separator: " ")
+        let log: (String) -> Void = { FileHandle.standardError.write(Data(($0.hasSuffix("\n") ? $0 : $0 + "\n").utf8)) }
+        do {
+            if noiseClassifier {
+                var o = NoiseClassifierOptions()
+                o.training = t; o.input = NoiseClassifierInput(rawValue: input)!
+                if let w = widths { o.hidden = w }
+                log("train: noise-level classifier, \(o.levels.count) levels σ ∈ [\(o.levels.sigmaMin), \(String(format: "%.2f", o.levels.sigmaMax))] ([−1, 1] units), input \(input), hidden \(o.hidden), \(steps) steps of \(batch) → \(out)")
+                _ = try ClassifierRuns.noiseClassifier(o, data: all, directory: out, command: "moebench " + command, log: log)
+                log("wrote \(out)/classifier.safetensors and \(out)/classifier.json")
+            } else {
+                var o = DigitFeatureNet.Options()
+                t.weightDecay = o.training.weightDecay
+                o.training = t
+                if let w = widths { o.hidden = w }
+                log("train: digit feature net, hidden \(o.hidden), \(steps) steps of \(batch) → \(out)")
+                _ = try ClassifierRuns.featureNet(o, data: all, directory: out, command: "moebench " + command, log: log)
+                log("wrote \(out)/feature-net.safetensors and \(out)/feature-net.json")
+            }
+        } catch let e as TrainingError { throw RuntimeError(e.description) }
+        catch let e as DiTError { throw RuntimeError(e.description) }
     }
 }
 
