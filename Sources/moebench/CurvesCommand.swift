@@ -25,7 +25,9 @@ struct CurvesCommand: ParsableCommand {
         on a cluster with --hosts), driven through the VP ε adapter in [0,1] pixel units with the same constants. \
         Labels cycle over the 10 classes; --cfg-scale adds guidance. FD is in pixel space (64-d) against the 300 \
         held-out digits; the floor row is the training digits at the same sample count. Each cell's samples are \
-        written to samples/<cell>.safetensors with a PNG grid. DLG needs a noise-level classifier.
+        written to samples/<cell>.safetensors with a PNG grid. Each row also has FID-digits (the Fréchet distance of a \
+        digit classifier's features, not Inception FID) with bootstrap intervals; DLG's σ-step uses the shipped \
+        noise-level classifier.
 
         BUDGETS
           Each budget maps to a method's own step parameter: KAR1/KAR2 use N = ⌊(b+2)/2⌋ grid points (NFE 2N−2, \
@@ -155,8 +157,9 @@ struct CurvesCommand: ParsableCommand {
             let model = try loadModel()
             let (train, heldOut) = try DigitsDataset.bundled().split()
             func unit(_ d: DigitsDataset) -> [Float] { d.pixels.map { ($0 + 1) / 2 } }
+            let (estimator, fid) = try ModelScoreSource.bundledInstruments()
             source = ModelScoreSource(model: model, name: model.config.name, cfgScale: cfgScale, batch: chains,
-                                      heldOut: unit(heldOut), train: unit(train), levelEstimator: nil)
+                                      heldOut: unit(heldOut), train: unit(train), levelEstimator: estimator, fid: fid)
             title = "NFE vs FD (pixels) of \(model.config.name) on the UCI digits — \(samples) samples, \(seeds) seed(s)"
         } else {
             let spec = LowRankMixtureSpec(dimension: dim, components: components, rank: rank, seed: testbedSeed)

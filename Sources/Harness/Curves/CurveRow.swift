@@ -30,10 +30,19 @@ public struct CurveRow: Codable, Sendable, Equatable {
     public var warmupNFE: Int?
     /// Wall time of the cell.
     public var seconds: Double
+    /// Model sources: FID-digits (Fréchet distance of a digit classifier's features, not Inception FID) and its
+    /// bootstrap interval over samples; the pixel FD's interval.
+    public var fidDigits: Double?
+    public var fidDigitsLower: Double?
+    public var fidDigitsUpper: Double?
+    public var fdLower: Double?
+    public var fdUpper: Double?
 
     enum CodingKeys: String, CodingKey {
         case source, integrator, dlg, budget, nfe, step, nSkip = "n_skip", epsilon, skipFraction = "skip_fraction", fd,
              samples, seed, chains, meanStartSigma = "mean_start_sigma", warmupNFE = "warmup_nfe", seconds
+        case fidDigits = "fid_digits", fidDigitsLower = "fid_digits_lower", fidDigitsUpper = "fid_digits_upper"
+        case fdLower = "fd_lower", fdUpper = "fd_upper"
     }
 
     /// Identity of a cell for resuming: rows with the same key are the same measurement.
@@ -42,14 +51,15 @@ public struct CurveRow: Codable, Sendable, Equatable {
          epsilon.map { "\($0)" } ?? "-", skipFraction.map { "\($0)" } ?? "-"].joined(separator: "|")
     }
 
-    static let csvHeader = "source,integrator,dlg,budget,nfe,step,n_skip,epsilon,skip_fraction,fd,samples,seed,chains,mean_start_sigma,warmup_nfe,seconds"
+    static let csvHeader = "source,integrator,dlg,budget,nfe,step,n_skip,epsilon,skip_fraction,fd,samples,seed,chains,mean_start_sigma,warmup_nfe,seconds,fid_digits,fid_digits_lower,fid_digits_upper,fd_lower,fd_upper"
 
     var csvLine: String {
         func q(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
         func o<T>(_ v: T?) -> String { v.map { "\($0)" } ?? "" }
         return [q(source), integrator, String(dlg), String(budget), String(nfe), q(step), o(nSkip), o(epsilon),
                 o(skipFraction), String(fd), String(samples), String(seed), String(chains), o(meanStartSigma),
-                o(warmupNFE), String(format: "%.3f", seconds)].joined(separator: ",")
+                o(warmupNFE), String(format: "%.3f", seconds), o(fidDigits), o(fidDigitsLower), o(fidDigitsUpper), o(fdLower),
+                o(fdUpper)].joined(separator: ",")
     }
 }
 

@@ -20,6 +20,12 @@ public protocol CurveScoreSource: AnyObject {
     func referenceMoments() throws -> GaussianMoments
     /// `count` exact draws from the data distribution ([count, dimension]), or nil.
     func exactSamples(count: Int, seed: UInt64) -> [Float]?
+    /// Fills a row's extra measurements of `samples` (e.g. FID-digits and bootstrap intervals); default: none.
+    func measure(_ samples: [Float], into row: inout CurveRow) throws
+}
+
+extension CurveScoreSource {
+    public func measure(_ samples: [Float], into row: inout CurveRow) throws {}
 }
 
 /// The exact-score testbed (LowRankGaussianMixture) as a curves source. Testbed units are image-like ([0,1]-pixel

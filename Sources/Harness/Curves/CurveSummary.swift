@@ -14,8 +14,13 @@ public struct CurvePoint: Codable, Sendable, Equatable {
     public var fd: MeanInterval
     public var samples: Int
     public var meanStartSigma: Double?
+    /// FID-digits over seeds, with the first seed's bootstrap interval (model sources only).
+    public var fidDigits: MeanInterval?
+    public var fidDigitsLower: Double?
+    public var fidDigitsUpper: Double?
     enum CodingKeys: String, CodingKey {
         case integrator, dlg, budget, nfe, step, nSkip = "n_skip", fd, samples, meanStartSigma = "mean_start_sigma"
+        case fidDigits = "fid_digits", fidDigitsLower = "fid_digits_lower", fidDigitsUpper = "fid_digits_upper"
     }
 }
 
@@ -24,14 +29,18 @@ public struct CurveSummary: Codable, Sendable {
     public var samples: Int
     public var seeds: Int
     public var points: [CurvePoint]
-    /// FD of `samples` exact draws (mean over seeds): no sampler can beat it at this sample count.
+    /// FD of `samples` exact draws (mean over seeds): the finite-sample reference at this sample count.
     public var floor: MeanInterval?
+    /// FID-digits of the floor's draws (model sources).
+    public var floorFIDDigits: MeanInterval?
 
     public init(rows: [CurveRow]) {
         source = rows.first?.source ?? ""
         samples = rows.first?.samples ?? 0
         let floors = rows.filter { $0.integrator == "floor" }
         floor = floors.isEmpty ? nil : MeanInterval(floors.map { $0.fd })
+        let floorFID = floors.compactMap(\.fidDigits)
+        floorFIDDigits = floorFID.isEmpty ? nil : MeanInterval(floorFID)
         seeds = Set(rows.map { $0.seed }).count
         var groups = [String: [CurveRow]](), order = [String]()
         for r in rows where r.integrator != "floor" {
@@ -41,11 +50,13 @@ public struct CurveSummary: Codable, Sendable {
         }
         points = order.map { k in
             let g = groups[k]!, f = g[0]
-            let starts = g.compactMap { $0.meanStartSigma }
+            let starts = g.compactMap { $0.meanStartSigma }, fids = g.compactMap(\.fidDigits)
             return CurvePoint(integrator: f.integrator, dlg: f.dlg, budget: f.budget,
                               nfe: g.map { $0.nfe }.reduce(0, +) / Double(g.count), step: f.step, nSkip: f.nSkip,
                               fd: MeanInterval(g.map { $0.fd }), samples: f.samples,
-                              meanStartSigma: starts.isEmpty ? nil : starts.reduce(0, +) / Double(starts.count))
+                              meanStartSigma: starts.isEmpty ? nil : starts.reduce(0, +) / Double(starts.count),
+                              fidDigits: fids.isEmpty ? nil : MeanInterval(fids), fidDigitsLower: f.fidDigitsLower,
+                              fidDigitsUpper: f.fidDigitsUpper)
         }
     }
 
@@ -93,18 +104,22 @@ public struct CurveSummary: Codable, Sendable {
             for (i, entry) in summaries.enumerated() {
                 let colors = palette[i % palette.count]
                 for dlg in [false, true] {
-                    let pts = entry.summary.points.filter { $0.integrator == k && $0.dlg == dlg }.map { PlotPoint(x: $0.nfe, y: $0.fd.mean) }
+                    let pts = entry.summary.points.filter { $0.integrator == k && $0.dlg == dlg }.map { p -> PlotPoint in
+                        if let f = p.fidDigits { return PlotPoint(x: p.nfe, y: f.mean, yLow: p.fidDigitsLower, yHigh: p.fidDigitsUpper) }
+                        return PlotPoint(x: p.nfe, y: p.fd.mean)
+                    }
                     if !pts.isEmpty {
                         ss.append(PlotSeries(name: "\(entry.name) \(dlg ? "DLG" : "vanilla")", points: pts, color: dlg ? colors.1 : colors.0))
                     }
                 }
                 let xs = ss.flatMap { $0.points.map(\.x) }
-                if let f = entry.summary.floor, let lo = xs.min(), let hi = xs.max(), i == 0 {
-                    ss.append(PlotSeries(name: "floor (real digits)", points: [PlotPoint(x: lo, y: f.mean), PlotPoint(x: hi, y: f.mean)],
+                if let f = entry.summary.floorFIDDigits ?? entry.summary.floor, let lo = xs.min(), let hi = xs.max(), i == 0 {
+                    ss.append(PlotSeries(name: "real digits at this n", points: [PlotPoint(x: lo, y: f.mean), PlotPoint(x: hi, y: f.mean)],
                                          color: "#777777", dashed: true, markers: false))
                 }
             }
-            return PlotPanel(title: k.uppercased(), xLabel: "NFE per sample", yLabel: "FD (pixels, [0,1] units²)",
+            let fid = summaries.contains { $0.summary.floorFIDDigits != nil }
+            return PlotPanel(title: k.uppercased(), xLabel: "NFE per sample (log)", yLabel: fid ? "FID-digits (digit-classifier features)" : "FD (pixels, [0,1] units²)",
                              xScale: .auto(ratio: 8), yScale: .auto(ratio: 20), series: ss)
         }
         return LinePlot(title: title, panels: panels, columns: 3)

@@ -96,6 +96,7 @@ public final class CurveSweep {
                 let start = Date()
                 var r = row
                 r.fd = try FrechetDistance.samples(draws, dimension: source.dimension, against: reference)
+                try source.measure(draws, into: &r)
                 r.seconds = Date().timeIntervalSince(start)
                 try store.append(r)
                 progress("floor seed=\(seed): FD \(LinePlot.label(r.fd)) from \(config.samples) exact draws")
@@ -185,6 +186,7 @@ public final class CurveSweep {
         }
         row.nfe = Double(nfeSum) / Double(blocks)
         row.fd = try FrechetDistance.samples(samples, dimension: d, against: reference)
+        try source.measure(samples, into: &row)
         row.seconds = Date().timeIntervalSince(start)
         return (row, samples)
     }
