@@ -1,3 +1,4 @@
+import Tensor
 import DiT
 import Foundation
 import Metrics

@@ -1,3 +1,4 @@
+import Tensor
 import Diffusion
 import DiT
 import Foundation
