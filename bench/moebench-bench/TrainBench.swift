@@ -105,8 +105,9 @@ struct TrainBench: ParsableCommand {
                 print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
             } else {
                 let pt = ratio.map { String(format: "%.2f× (%.0f ms)", $0, median(theirs) * 1e3) } ?? "—"
-                print(String(format: "%-18@ %5d  %4d  %12.1f  %9.1f  %7.1f  %7.0f%%  %@", name as NSString, b, config.inputSize,
-                             med * 1e3, Double(b) / med, flops / med / 1e9, 100 * flops / med / 1e9 / roof, pt as NSString))
+                print(name.padding(toLength: 18, withPad: " ", startingAt: 0)
+                      + String(format: " %5d  %4d  %12.1f  %9.1f  %7.1f  %7.0f%%  ", b, config.inputSize, med * 1e3, Double(b) / med,
+                               flops / med / 1e9, 100 * flops / med / 1e9 / roof) + pt)
             }
         }
     }
