@@ -104,9 +104,8 @@ public enum LearnedModels {
 
     /// Directory of a shipped model, or nil when this build does not have it.
     public static func directory(_ name: String) -> URL? {
-        guard let root = Bundle.module.resourceURL?.appendingPathComponent("Resources/models/\(name)"),
-              FileManager.default.fileExists(atPath: root.appendingPathComponent("ema.safetensors").path) else { return nil }
-        return root
+        Bundle.module.url(forResource: "ema", withExtension: "safetensors", subdirectory: "Resources/models/\(name)")?
+            .deletingLastPathComponent()
     }
 
     public static func weightsPath(_ name: String) -> String? { directory(name)?.appendingPathComponent("ema.safetensors").path }
