@@ -48,7 +48,12 @@ public struct LocalCluster {
                 log("\(e.name): already running at \(e.endpoint) with this model")
                 continue
             }
-            let pid = try launcher.launch(e, workerArguments: args)
+            let pid: Int32
+            do { pid = try launcher.launch(e, workerArguments: args) } catch {
+                for (_, p) in started { kill(p, SIGTERM); StartedWorkers.remove(p) }  // a failed start stops what it started
+                throw error
+            }
+            StartedWorkers.add(pid)
             log("\(e.name): started pid \(pid) for experts \(formatExpertList(e.experts)) on NUMA node \(e.numaNode), log \(launcher.logFile(e))")
             started.append((e, pid))
         }
@@ -61,6 +66,7 @@ public struct LocalCluster {
                     break
                 }
                 if !LocalLauncher.isRunning(pid) || Date() > deadline {
+                    for (_, p) in started { kill(p, SIGTERM); StartedWorkers.remove(p) }  // a failed start stops what it started
                     let text = (try? String(contentsOfFile: launcher.logFile(e), encoding: .utf8)) ?? ""
                     throw ClusterError.badConfig("\(e.name) (hosts line \(e.line)) did not become ready"
                         + (LocalLauncher.isRunning(pid) ? " within \(timeout) s" : ": the process exited")
@@ -89,6 +95,7 @@ public struct LocalCluster {
                     log("\(e.name): not running (\(error))")
                 }
             }
+            if let pid = launcher.recordedPID(e) { StartedWorkers.remove(pid) }
             try? FileManager.default.removeItem(atPath: launcher.pidFile(e))
         }
     }

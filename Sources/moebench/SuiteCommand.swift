@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Harness
 
@@ -44,6 +45,8 @@ struct Suite: ParsableCommand {
         } catch let e as ProfileError {
             throw RuntimeError(e.description)
         }
+        // Ctrl-C or SIGTERM: stop the workers this suite starts before exiting; finished parts are already on disk.
+        StartedWorkers.installSignalHandlers()
         let progress = Progress(enabled: !quiet)
         let runner = SuiteRunner(profile: p, resultsRoot: URL(fileURLWithPath: results), progress: progress)
         runner.openCluster = { settings, config, source in
