@@ -25,8 +25,10 @@ let package = Package(
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         // Small C helpers that need _GNU_SOURCE (CPU affinity, current CPU, page queries).
         .target(name: "CSupport", linkerSettings: [.linkedLibrary("numa")]),
+        // The physical FP32/BF16 compute peak (inline AVX-512 assembly, CPUID-checked; pthreads).
+        .target(name: "CPeak", linkerSettings: [.linkedLibrary("pthread")]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimise),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CPeak"], swiftSettings: optimise),
         .target(name: "DiT", dependencies: ["Tensor"], swiftSettings: optimise),
         .target(name: "Diffusion", dependencies: ["Tensor", "CBLAS"], swiftSettings: optimise),
         .target(name: "Wire", dependencies: ["CLZ4", "CSupport", .product(name: "Crypto", package: "swift-crypto")],

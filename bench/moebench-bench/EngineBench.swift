@@ -39,17 +39,20 @@ struct EngineBench: ParsableCommand {
     func run() throws {
         BLASThreads.set(1)
         Parallel.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let peaks = MachinePeaks.measure(repeats: 5, allThreads: min(Parallel.threads, PhysicalPeak.cpuCount))
+        let fp32Peak = peaks.best(.fp32, threads: min(Parallel.threads, PhysicalPeak.cpuCount))
         let (roof, perShape) = Roofline.best(threads: Parallel.threads)
         let roof1 = Roofline.best(threads: 1).gflops
         if json {
             print(#"{"roofline_gflops": \#(roof), "roofline_1thread_gflops": \#(roof1), "threads": \#(Parallel.threads)}"#)
         } else {
-            print("OpenBLAS \(BLASThreads.coreName), \(Parallel.threads) worker(s)")
+            peaks.printHeader()
+            print("\(Parallel.threads) worker(s)")
             let shapes = zip(Roofline.ditShapes, perShape).map { String(format: "%d×%d·%d×%d %.1f", $0.0.m, $0.0.k, $0.0.k, $0.0.n, $0.1) }
             print(String(format: "sgemm roofline (best median over DiT shapes): %.1f GFLOP/s with %d workers, %.1f with 1", roof,
                          Parallel.threads, roof1))
             print("  per shape with \(Parallel.threads) workers: " + shapes.joined(separator: ", "))
-            print("model               batch   ms/forward   true GFLOP   GFLOP/s   of roofline")
+            print("model               batch   ms/forward   true GFLOP   GFLOP/s   of roofline   of FP32 peak")
         }
         for name in models {
             let config = try DiTConfig.named(name)
@@ -74,10 +77,10 @@ struct EngineBench: ParsableCommand {
                 let gflop = ModelCost(ModelShape(config)).trueFLOPs * Double(batch) / 1e9
                 let rate = gflop / med
                 if json {
-                    print(#"{"model": "\#(name)", "batch": \#(batch), "ms": \#(med * 1000), "gflop": \#(gflop), "gflops": \#(rate), "fraction": \#(rate / roof)}"#)
+                    print(#"{"model": "\#(name)", "batch": \#(batch), "ms": \#(med * 1000), "gflop": \#(gflop), "gflops": \#(rate), "fraction": \#(rate / roof), "fraction_of_fp32_peak": \#(fp32Peak.map { rate / $0 } ?? .nan)}"#)
                 } else {
-                    print(String(format: "%-19@ %5d   %10.1f   %10.2f   %7.1f   %9.0f%%", name as NSString, batch, med * 1000, gflop, rate,
-                                 100 * rate / roof))
+                    print(String(format: "%-19@ %5d   %10.1f   %10.2f   %7.1f   %9.0f%%   %@", name as NSString, batch, med * 1000, gflop, rate,
+                                 100 * rate / roof, fp32Peak.map { String(format: "%11.0f%%", 100 * rate / $0) } ?? "  (no peak)"))
                 }
                 if phases, let p = model.profile {
                     let total = Double(p.totalNanoseconds)
