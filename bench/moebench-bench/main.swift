@@ -4,7 +4,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moebench-bench",
         abstract: "moebench's benchmarks; each prints a baseline measured in the same run.",
-        subcommands: [PeakBench.self, EngineBench.self, SamplerOverhead.self, CodecBench.self, WireRoundTripBench.self,
+        subcommands: [PeakBench.self, EngineBench.self, ThreadingBench.self, SamplerOverhead.self, CodecBench.self, WireRoundTripBench.self,
                       ClusterForwardBench.self])
 }
 
