@@ -6,7 +6,9 @@
 @inlinable @inline(__always)
 public func fastExp(_ x: Float) -> Float {
     let clamped = min(max(x, -87.0), 88.0)
-    let n = (clamped * 1.442695041).rounded(.toNearestOrEven)  // x / ln 2
+    // x / ln 2 rounded to the nearest integer (ties to even) by adding and subtracting 1.5·2²³: exact for
+    // |x / ln 2| < 2²², and plain arithmetic, so loops over fastExp vectorise (`rounded` is a call to rintf).
+    let n = (clamped * 1.442695041 + 12_582_912.0) - 12_582_912.0
     let r = (clamped - n * 0.693145751953125) - n * 1.428606765330187e-06  // ln2 split hi/lo
     var p: Float = 1.0 / 720.0
     p = p * r + 1.0 / 120.0
