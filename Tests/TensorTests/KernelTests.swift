@@ -108,6 +108,34 @@ final class KernelTests: XCTestCase {
         }
         XCTAssertLessThan(worst, 3e-7)
         XCTAssertEqual(fastExp(-200), 0)
+        // The 16-lane version gives the same bits as the scalar one.
+        var w: Float = -120
+        while w < 100 {
+            let lanes = SIMD16<Float>((0..<16).map { w + Float($0) * 0.37 })
+            let e = fastExp16(lanes)
+            for k in 0..<16 { XCTAssertEqual(e[k].bitPattern, fastExp(lanes[k]).bitPattern, "\(lanes[k])") }
+            w += 5.9
+        }
+    }
+
+    // Softmax on rows wider than the 16 lanes, with a tail and a stride: 1e-6 relative against Float64.
+    func testWideSoftmax() {
+        for width in [256, 40, 7] {
+            let ld = width + 3, rows = 3
+            let x = randoms(rows * ld, seed: UInt64(width), scale: 10)
+            var s = x
+            softmaxRowsInPlace(&s, rows: rows, width: width, ld: ld)
+            for r in 0..<rows {
+                let row = x[(r * ld)..<(r * ld + width)].map(Double.init)
+                let m = row.max()!
+                let e = row.map { Foundation.exp($0 - m) }
+                let total = e.reduce(0, +)
+                for k in 0..<width {
+                    XCTAssertEqual(Double(s[r * ld + k]), e[k] / total, accuracy: 1e-6 * e[k] / total + 1e-12, "width \(width)")
+                }
+                for k in width..<ld { XCTAssertEqual(s[r * ld + k], x[r * ld + k]) }
+            }
+        }
     }
 
     // Softmax, SiLU, tanh-GELU and SwiGLU: 1e-6 relative against Float64 formulas.
