@@ -24,26 +24,3 @@ public func fastExp(_ x: Float) -> Float {
 /// tanh through `fastExp`: tanh(y) = 1 − 2/(e^{2y} + 1); accurate to ~4e-7 absolute.
 @inlinable @inline(__always)
 public func fastTanh(_ y: Float) -> Float { 1 - 2 / (fastExp(2 * y) + 1) }
-
-/// `fastExp` on 16 lanes, the same arithmetic lane by lane (so the same results), written with SIMD types so it
-/// compiles to vector instructions whatever the surrounding loop does. 2ⁿ comes from the integer bits of the
-/// rounding sum (1.5·2²³ + n has n in its low mantissa bits).
-@inlinable @inline(__always)
-public func fastExp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
-    let clamped = pointwiseMin(pointwiseMax(x, SIMD16(repeating: -87.0)), SIMD16(repeating: 88.0))
-    let magic = SIMD16<Float>(repeating: 12_582_912.0)
-    let t = clamped * 1.442695041 + magic
-    let n = t - magic
-    let r = (clamped - n * 0.693145751953125) - n * 1.428606765330187e-06
-    var p = SIMD16<Float>(repeating: 1.0 / 720.0)
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    // Low 22 mantissa bits of t hold n + 2²² (n in [−126, 128)); the exponent field of 2ⁿ is n + 127.
-    let nBits = unsafeBitCast(t, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
-    let scale = unsafeBitCast((nBits &+ 127) &<< 23, to: SIMD16<Float>.self)
-    return (p * scale).replacing(with: 0, where: x .< -87.0)
-}

@@ -22,36 +22,17 @@ public func layerNorm(_ x: UnsafePointer<Float>, rows: Int, width: Int, eps: Flo
     }
 }
 
-/// Softmax over each of `rows` rows of length `width` (stride `ld`), in place, max-subtracted. Runs 16 lanes at a
-/// time (max, exp and sum per lane, then across lanes), the tail scalar; the sum's order differs from a sequential
-/// loop by float rounding only (relative 1e-7).
+/// Softmax over each of `rows` rows of length `width` (stride `ld`), in place, max-subtracted.
 @inlinable
 public func softmaxRowsInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, ld: Int? = nil) {
     let ld = ld ?? width
-    let vectorWidth = width & ~15
     for r in 0..<rows {
         let xr = x + r * ld
         var m = -Float.infinity
-        var mv = SIMD16<Float>(repeating: -.infinity)
-        var i = 0
-        while i < vectorWidth {
-            mv = pointwiseMax(mv, UnsafeRawPointer(xr + i).loadUnaligned(as: SIMD16<Float>.self))
-            i += 16
-        }
-        if vectorWidth > 0 { m = mv.max() }
-        for k in vectorWidth..<width where xr[k] > m { m = xr[k] }
-        var sv = SIMD16<Float>(repeating: 0)
-        let mb = SIMD16<Float>(repeating: m)
-        i = 0
-        while i < vectorWidth {
-            let e = fastExp16(UnsafeRawPointer(xr + i).loadUnaligned(as: SIMD16<Float>.self) - mb)
-            UnsafeMutableRawPointer(xr + i).storeBytes(of: e, as: SIMD16<Float>.self)
-            sv += e
-            i += 16
-        }
-        var sum = sv.sum()
-        for k in vectorWidth..<width { let e = fastExp(xr[k] - m); xr[k] = e; sum += e }
+        for i in 0..<width where xr[i] > m { m = xr[i] }
+        var sum: Float = 0
+        for i in 0..<width { let e = fastExp(xr[i] - m); xr[i] = e; sum += e }
         let inv = 1 / sum
-        for k in 0..<width { xr[k] *= inv }
+        for i in 0..<width { xr[i] *= inv }
     }
 }

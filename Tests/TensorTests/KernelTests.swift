@@ -108,17 +108,9 @@ final class KernelTests: XCTestCase {
         }
         XCTAssertLessThan(worst, 3e-7)
         XCTAssertEqual(fastExp(-200), 0)
-        // The 16-lane version gives the same bits as the scalar one.
-        var w: Float = -120
-        while w < 100 {
-            let lanes = SIMD16<Float>((0..<16).map { w + Float($0) * 0.37 })
-            let e = fastExp16(lanes)
-            for k in 0..<16 { XCTAssertEqual(e[k].bitPattern, fastExp(lanes[k]).bitPattern, "\(lanes[k])") }
-            w += 5.9
-        }
     }
 
-    // Softmax on rows wider than the 16 lanes, with a tail and a stride: 1e-6 relative against Float64.
+    // Softmax on attention-width rows and odd widths, with a stride: 1e-6 relative against Float64.
     func testWideSoftmax() {
         for width in [256, 40, 7] {
             let ld = width + 3, rows = 3
