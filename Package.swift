@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // moebench: DiT-MoE inference, expert serving, sampler curves and the harness around them.
-// System libraries (Debian): libopenblas-dev, libnuma-dev, liblz4-dev — see scripts/bootstrap.
+// System libraries (Debian): libopenblas-dev, libnuma-dev, liblz4-dev, libdnnl-dev — see scripts/bootstrap.
 import PackageDescription
 
 let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
@@ -23,10 +23,13 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CNUMA", providers: [.apt(["libnuma-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         // Small C helpers that need _GNU_SOURCE (CPU affinity, current CPU, page queries).
         .target(name: "CSupport", linkerSettings: [.linkedLibrary("numa")]),
+        // The physical FP32/BF16 compute peak (inline AVX-512 assembly, CPUID-checked; pthreads).
+        .target(name: "CPeak", linkerSettings: [.linkedLibrary("pthread")]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimise),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CPeak"], swiftSettings: optimise),
         .target(name: "DiT", dependencies: ["Tensor"], swiftSettings: optimise),
         .target(name: "Diffusion", dependencies: ["Tensor", "CBLAS"], swiftSettings: optimise),
         .target(name: "Wire", dependencies: ["CLZ4", "CSupport", .product(name: "Crypto", package: "swift-crypto")],

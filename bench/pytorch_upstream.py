@@ -7,10 +7,14 @@ so only the three layers upstream imports (PatchEmbed, Attention, Mlp) are loade
 
     python3 bench/pytorch_upstream.py --models-py ../DiT-MoE/models.py --model DiT-MoE-S/2-8E2A --threads 2
     python3 bench/pytorch_upstream.py --models-py ../DiT/models.py --model DiT-S/2 --threads 2
+    python3 bench/pytorch_upstream.py --models-py ../DiT-MoE/models.py --model DiT-MoE-S/2-8E2A --threads 2 --bf16
 
-Prints the median ms per forward over --iterations (after one warm-up) at each batch size, random weights, fp32,
-torch.set_num_threads(--threads), and the true GFLOP/s by the spec formula (given with --gflop, per image).
+Prints the median ms per forward over --iterations (after one warm-up) at each batch size, random weights, fp32
+(or, with --bf16, under torch.autocast("cpu", dtype=torch.bfloat16): matmuls in bf16, the ops autocast keeps in
+fp32 in fp32), torch.set_num_threads(--threads), and the true GFLOP/s by the spec formula (given with --gflop, per
+image).
 """
+import contextlib
 import argparse, importlib.util, os, statistics, sys, time, types
 
 
@@ -40,7 +44,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 8])
     ap.add_argument("--iterations", type=int, default=5)
-    ap.add_argument("--gflop", type=float, default=None, help="true GFLOP per image (spec §2.4); default from a table")
+    ap.add_argument("--gflop", type=float, default=None, help="true GFLOP per image; default from a table")
+    ap.add_argument("--bf16", action="store_true", help="run under torch.autocast on CPU with bfloat16")
     a = ap.parse_args()
     import torch
     torch.set_num_threads(a.threads)
@@ -56,14 +61,19 @@ def main():
     # upstream zero-initialises adaLN and the final layer: give every parameter non-zero values, as moebench does
     for p in model.parameters():
         torch.nn.init.uniform_(p, -0.05, 0.05)
-    print(f"torch {torch.__version__}, {a.threads} thread(s), {a.model}")
+    precision = "bf16 autocast" if a.bf16 else "fp32"
+    print(f"torch {torch.__version__}, {a.threads} thread(s), {a.model}, {precision}")
+
+    def ctx():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if a.bf16 else contextlib.nullcontext()
     print("batch   ms/forward   GFLOP/s")
     for b in a.batches:
         x = torch.randn(b, 4, 32, 32); t = torch.full((b,), 500.0); y = torch.arange(b) % 1000
-        model(x, t, y)
-        times = []
-        for _ in range(a.iterations):
-            s = time.perf_counter(); model(x, t, y); times.append(time.perf_counter() - s)
+        with ctx():
+            model(x, t, y)
+            times = []
+            for _ in range(a.iterations):
+                s = time.perf_counter(); model(x, t, y); times.append(time.perf_counter() - s)
         med = statistics.median(times)
         print(f"{b:5d}   {med * 1000:10.1f}   {gflop * b / med:7.1f}")
 

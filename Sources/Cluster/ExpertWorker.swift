@@ -70,8 +70,8 @@ public final class ExpertWorker: @unchecked Sendable {
 
     /// Binds to the NUMA node first, then loads only `experts`; when bound, their matrices are copied into memory
     /// allocated on that node (checkpoint weights would otherwise stay in the page cache wherever it is).
-    public static func start(config: DiTConfig, source: WeightSource, experts: [Int], options: WorkerOptions) throws
-        -> ExpertWorker {
+    public static func start(config: DiTConfig, source: WeightSource, experts: [Int], options: WorkerOptions,
+                             precision: ComputePrecision = .fp32) throws -> ExpertWorker {
         if let node = options.numaNode { try NUMA.bind(node: node) }
         guard config.isMoE else {
             throw ClusterError.badConfig("model \(config.name) is dense: it has no routed experts to serve")
@@ -80,7 +80,7 @@ public final class ExpertWorker: @unchecked Sendable {
             throw ClusterError.badConfig("expert \(bad) is outside 0...\(config.numExperts - 1) for \(config.name)")
         }
         let weights = try DiTWeights(config: config, source: source, scope: .experts(Set(experts)),
-                                     materialize: options.numaNode.map { NUMA.allocator(node: $0) })
+                                     materialize: options.numaNode.map { NUMA.allocator(node: $0) }, precision: precision)
         return try ExpertWorker(weights: weights, experts: experts, options: options)
     }
 

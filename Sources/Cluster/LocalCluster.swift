@@ -23,7 +23,7 @@ public struct LocalCluster {
     /// file). Returns the workers it started. Remote entries are reported through `log` with the command to run there.
     @discardableResult
     public func up(configArgument: String, config: DiTConfig, weights: String?, seed: UInt64, timeout: Double = 120,
-                   log: (String) -> Void) throws -> [(HostEntry, Int32)] {
+                   workerArguments: [String] = [], log: (String) -> Void) throws -> [(HostEntry, Int32)] {
         try hosts.validate(expertCount: config.numExperts)
         let secret = try ClusterRuntime.loadOrCreateSecret(path: secretPath)
         let expected = ModelFingerprint(hashing: try DiTWeights.fingerprint(
@@ -35,6 +35,7 @@ public struct LocalCluster {
                         "--numa-node", "\(e.numaNode)", "--experts", formatExpertList(e.experts), "--config", configArgument,
                         "--secret-file", secretPath, "--name", e.name]
             args += weights.map { ["--weights", $0] } ?? ["--seed", "\(seed)"]
+            args += workerArguments
             guard ClusterRuntime.isLocal(e.address) else {
                 log("\(e.name): \(e.address) is not this machine; start it there with:\n  moebench worker " + args.joined(separator: " "))
                 continue

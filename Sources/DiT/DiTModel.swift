@@ -158,8 +158,7 @@ public final class DiTModel {
 
         // Attention residual.
         normModulate(ws.x.pointer, into: ws.h.pointer, batch: batch, ada: ws.ada.pointer, adaWidth: 6 * d, shift: 0, scale: 1)
-        parallelLinear(ws.h.pointer, rows: n, inFeatures: d, weight: w.qkv.float32(scratch: widen), outFeatures: 3 * d,
-                       bias: w.qkvBias, into: ws.qkv.pointer)
+        parallelLinear(ws.h.pointer, rows: n, weight: w.qkv, bias: w.qkvBias, into: ws.qkv.pointer, scratch: widen)
         if let qn = w.qNorm, let kn = w.kNorm {
             // Per-head affine LayerNorm over hd on q and k (flash layout), parameters shared by all heads.
             let hd = c.headDim, heads = c.numHeads, eps = layerNormEps, qkv = ws.qkv.pointer
@@ -173,8 +172,7 @@ public final class DiTModel {
         }
         multiHeadAttention(qkv: ws.qkv.pointer, out: ws.attn.pointer, batch: batch, tokens: c.tokens, dim: d,
                            heads: c.numHeads, scores: ws.scores.pointer)
-        parallelLinear(ws.attn.pointer, rows: n, inFeatures: d, weight: w.proj.float32(scratch: widen), outFeatures: d,
-                       bias: w.projBias, into: ws.y.pointer)
+        parallelLinear(ws.attn.pointer, rows: n, weight: w.proj, bias: w.projBias, into: ws.y.pointer, scratch: widen)
         gatedResidual(ws.x.pointer, ws.y.pointer, batch: batch, ada: ws.ada.pointer, gate: 2)
         lap(.attention)
 
@@ -183,14 +181,12 @@ public final class DiTModel {
         if let moe = w.moe {
             try runMoE(layer, moe, batch: batch, ws: ws, lap: lap)
         } else if let mlp = w.mlp {
-            parallelLinear(ws.h.pointer, rows: n, inFeatures: d, weight: mlp.fc1.float32(scratch: widen),
-                           outFeatures: c.expertHidden, bias: mlp.fc1Bias, into: ws.hidden.pointer)
+            parallelLinear(ws.h.pointer, rows: n, weight: mlp.fc1, bias: mlp.fc1Bias, into: ws.hidden.pointer, scratch: widen)
             let width = c.expertHidden, hidden = ws.hidden.pointer
             Parallel.forChunks(n, minChunk: 32) { _, rows in
                 geluTanhInPlace(hidden + rows.lowerBound * width, count: rows.count * width)
             }
-            parallelLinear(ws.hidden.pointer, rows: n, inFeatures: width, weight: mlp.fc2.float32(scratch: widen),
-                           outFeatures: d, bias: mlp.fc2Bias, into: ws.y.pointer)
+            parallelLinear(ws.hidden.pointer, rows: n, weight: mlp.fc2, bias: mlp.fc2Bias, into: ws.y.pointer, scratch: widen)
             lap(.denseMLP)
         }
         gatedResidual(ws.x.pointer, ws.y.pointer, batch: batch, ada: ws.ada.pointer, gate: 5)

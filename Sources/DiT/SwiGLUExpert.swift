@@ -16,9 +16,10 @@ public struct SwiGLUExpert: @unchecked Sendable {
     /// Rows processed per GEMM pair; bounds the `hidden` scratch at `maxChunkRows · 2H` floats.
     public static let maxChunkRows = 512
 
-    /// Floats of widening scratch `apply` needs for this expert's weights (0 when both are F32).
+    /// Floats of widening scratch `apply` needs for this expert's weights (0 when both are F32 or both packed).
     public var widenScratchCount: Int {
-        (gateUp.dtype == .f32 ? 0 : gateUp.count) + (down.dtype == .f32 ? 0 : down.count)
+        if gateUp.packed != nil && down.packed != nil { return 0 }
+        return (gateUp.dtype == .f32 ? 0 : gateUp.count) + (down.dtype == .f32 ? 0 : down.count)
     }
 
     /// `out[rows, D] (+)= e(x[rows, D])`: per chunk of rows one fused gate+up GEMM, SwiGLU in place, and one down
@@ -29,6 +30,18 @@ public struct SwiGLUExpert: @unchecked Sendable {
                       hidden: UnsafeMutablePointer<Float>, widen: UnsafeMutablePointer<Float>?) {
         if rows == 0 { return }
         let d = dim, h = width
+        if gateUp.packed != nil && down.packed != nil {
+            var start = 0
+            while start < rows {
+                let n = min(Self.maxChunkRows, rows - start)
+                linear(x + start * d, rows: n, weight: gateUp, bias: nil, into: hidden, scratch: nil)
+                swigluInPlace(hidden, rows: n, width: h)
+                linear(hidden, rows: n, weight: down, bias: nil, into: out + start * d, scratch: nil, ldx: 2 * h,
+                       accumulate: accumulate)
+                start += n
+            }
+            return
+        }
         let gu = gateUp.float32(scratch: widen)
         let dw = down.float32(scratch: gateUp.dtype == .f32 ? widen : widen.map { $0 + gateUp.count })
         var start = 0

@@ -1,6 +1,7 @@
 import CBLAS
 
-/// The one GEMM entry point of moebench: row-major single precision over OpenBLAS `cblas_sgemm`.
+/// The one GEMM entry point of moebench: row-major single precision, run by `GEMMBackend.current` — oneDNN matmul
+/// (beta 0 or 1; a cached primitive per shape, see `DNNL`) or OpenBLAS `cblas_sgemm` (any beta).
 ///
 /// `c[m, n] = alpha · op(a)[m, k] · op(b)[k, n] + beta · c[m, n]`, all row-major with the given leading
 /// dimensions. A PyTorch `nn.Linear` weight stored as `[out, in]` is used as `b` with `transB = true`, as stored,
@@ -11,6 +12,11 @@ public func gemm(transA: Bool = false, transB: Bool, m: Int, n: Int, k: Int,
                  b: UnsafePointer<Float>, ldb: Int,
                  beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
     if m == 0 || n == 0 { return }
+    if GEMMBackend.current == .onednn && k > 0 && (beta == 0 || beta == 1) {
+        DNNL.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                   beta: beta, c: c, ldc: ldc)
+        return
+    }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
 }

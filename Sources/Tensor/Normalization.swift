@@ -22,17 +22,47 @@ public func layerNorm(_ x: UnsafePointer<Float>, rows: Int, width: Int, eps: Flo
     }
 }
 
-/// Softmax over each of `rows` rows of length `width` (stride `ld`), in place, max-subtracted.
+/// Softmax over each of `rows` rows of length `width` (stride `ld`), in place, max-subtracted. The max and the sum
+/// run on 8 partial accumulators (so the loops pipeline; the sum's order differs from a sequential one by float
+/// rounding only) and the exp loop vectorises.
 @inlinable
 public func softmaxRowsInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, ld: Int? = nil) {
     let ld = ld ?? width
     for r in 0..<rows {
         let xr = x + r * ld
-        var m = -Float.infinity
-        for i in 0..<width where xr[i] > m { m = xr[i] }
-        var sum: Float = 0
-        for i in 0..<width { let e = fastExp(xr[i] - m); xr[i] = e; sum += e }
-        let inv = 1 / sum
+        let m = rowMax(xr, count: width)
+        for i in 0..<width { xr[i] = fastExp(xr[i] - m) }
+        let inv = 1 / rowSum(xr, count: width)
         for i in 0..<width { xr[i] *= inv }
     }
+}
+
+/// Largest of `count` values (−∞ for none), on 8 partial maxima.
+@inlinable @inline(__always)
+func rowMax(_ p: UnsafePointer<Float>, count n: Int) -> Float {
+    var a0 = -Float.infinity, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+    var i = 0
+    while i + 8 <= n {
+        a0 = max(a0, p[i]); a1 = max(a1, p[i + 1]); a2 = max(a2, p[i + 2]); a3 = max(a3, p[i + 3])
+        a4 = max(a4, p[i + 4]); a5 = max(a5, p[i + 5]); a6 = max(a6, p[i + 6]); a7 = max(a7, p[i + 7])
+        i += 8
+    }
+    var m = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
+    while i < n { m = max(m, p[i]); i += 1 }
+    return m
+}
+
+/// Sum of `count` values on 8 partial sums.
+@inlinable @inline(__always)
+func rowSum(_ p: UnsafePointer<Float>, count n: Int) -> Float {
+    var a0: Float = 0, a1: Float = 0, a2: Float = 0, a3: Float = 0, a4: Float = 0, a5: Float = 0, a6: Float = 0, a7: Float = 0
+    var i = 0
+    while i + 8 <= n {
+        a0 += p[i]; a1 += p[i + 1]; a2 += p[i + 2]; a3 += p[i + 3]
+        a4 += p[i + 4]; a5 += p[i + 5]; a6 += p[i + 6]; a7 += p[i + 7]
+        i += 8
+    }
+    var s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    while i < n { s += p[i]; i += 1 }
+    return s
 }

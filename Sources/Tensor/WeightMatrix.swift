@@ -1,5 +1,5 @@
-/// Element type of stored weights. Compute is always Float32; F16/BF16 weights stay in that form in memory and are
-/// widened per GEMM into a caller-owned scratch buffer (so large models fit in RAM).
+/// Element type of stored weights. Unless a matrix is packed for oneDNN (`WeightMatrix.packed`, FP32 or BF16),
+/// F16/BF16 weights stay in that form in memory and are widened per GEMM into a caller-owned scratch buffer.
 public enum WeightDType: String, Sendable {
     case f32 = "F32", f16 = "F16", bf16 = "BF16"
     public var byteSize: Int { self == .f32 ? 4 : 2 }
@@ -12,14 +12,17 @@ public struct WeightMatrix: @unchecked Sendable {
     public let cols: Int
     public let dtype: WeightDType
     public let base: UnsafeRawPointer
+    /// The same matrix in oneDNN's blocked layout (FP32 or BF16), made once at load; GEMMs use it when present.
+    /// `base` stays valid (the stored values).
+    public var packed: PackedWeight?
 
-    public init(rows: Int, cols: Int, dtype: WeightDType, base: UnsafeRawPointer) {
-        self.rows = rows; self.cols = cols; self.dtype = dtype; self.base = base
+    public init(rows: Int, cols: Int, dtype: WeightDType, base: UnsafeRawPointer, packed: PackedWeight? = nil) {
+        self.rows = rows; self.cols = cols; self.dtype = dtype; self.base = base; self.packed = packed
     }
 
     public var count: Int { rows * cols }
 
-    /// Rows `range` as a matrix of their own (no copy).
+    /// Rows `range` as a matrix of their own (no copy; not packed).
     public func rows(_ range: Range<Int>) -> WeightMatrix {
         WeightMatrix(rows: range.count, cols: cols, dtype: dtype, base: base + range.lowerBound * cols * dtype.byteSize)
     }
@@ -59,6 +62,39 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, weight w: WeightMatrix,
                    into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?,
                    ldx: Int? = nil, ldy: Int? = nil, accumulate: Bool = false) {
     if rows == 0 { return }
+    if let p = w.packed {
+        let ldy = ldy ?? w.rows
+        var acc = accumulate
+        if let bias, !accumulate {
+            for r in 0..<rows { (y + r * ldy).update(from: bias, count: w.rows) }
+            acc = true
+        }
+        DNNL.linear(x, rows: rows, ldx: ldx ?? w.cols, weight: p, into: y, ldy: ldy, accumulate: acc)
+        if let bias, accumulate {
+            for r in 0..<rows { addInPlace(y + r * ldy, bias, count: w.rows) }
+        }
+        return
+    }
     linear(x, rows: rows, inFeatures: w.cols, weight: w.float32(scratch: scratch), outFeatures: w.rows, bias: bias,
            into: y, ldx: ldx, ldy: ldy, accumulate: accumulate)
+}
+
+/// `linear` on a stored weight with its rows split over the workers (see `parallelLinear` on pointers). A packed
+/// weight is always split by rows (its blocked layout cannot be cut into column blocks); a weight that is not is
+/// widened once into `scratch` (F16/BF16) and split as the pointer version does.
+@inlinable
+public func parallelLinear(_ x: UnsafePointer<Float>, rows: Int, weight w: WeightMatrix, bias: UnsafePointer<Float>?,
+                           into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?,
+                           ldx: Int? = nil, ldy: Int? = nil, accumulate: Bool = false) {
+    if rows == 0 { return }
+    guard w.packed != nil else {
+        parallelLinear(x, rows: rows, inFeatures: w.cols, weight: w.float32(scratch: scratch), outFeatures: w.rows,
+                       bias: bias, into: y, ldx: ldx, ldy: ldy, accumulate: accumulate)
+        return
+    }
+    let ldx = ldx ?? w.cols, ldy = ldy ?? w.rows
+    Parallel.forChunks(rows, minChunk: 16) { _, r in
+        linear(x + r.lowerBound * ldx, rows: r.count, weight: w, bias: bias, into: y + r.lowerBound * ldy,
+               scratch: nil, ldx: ldx, ldy: ldy, accumulate: accumulate)
+    }
 }

@@ -68,9 +68,10 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         EngineThreads.configure(threads)
+        let precision = try self.model.applyCompute()
         do {
             let cfg = try self.model.resolveConfig()
-            let model = try DiTModel(config: cfg, source: self.model.source)
+            let model = try DiTModel(weights: DiTWeights(config: cfg, source: self.model.source, precision: precision))
             if let hosts {
                 guard cfg.isMoE else { throw RuntimeError("--hosts needs a MoE model; \(cfg.name) is dense") }
                 guard let options = ShardOptions(parsing: codec) else { throw ValidationError("--codec: cannot read '\(codec)'") }
@@ -87,6 +88,8 @@ struct Forward: ParsableCommand {
                 "weights": .string(self.model.weights ?? "random(seed: \(self.model.seed))"), "fingerprint": .string(model.weights.fingerprint),
                 "moe_layers_recorded": .number(Double(result.routing?.experts.count ?? 0)),
                 "executor": .string(hosts.map { "cluster (\($0))" } ?? "in-process"),
+                "gemm": .string(GEMMBackend.current.rawValue), "precision": .string(precision.rawValue),
+                "weights_in_memory": .string(model.weights.packingSummary ?? "as stored"),
             ]
             if json {
                 let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
@@ -94,6 +97,7 @@ struct Forward: ParsableCommand {
             } else {
                 print("\(cfg.name): batch \(input.batch)\(cfgScale.map { ", CFG scale \($0)" } ?? ""), "
                       + String(format: "%.1f ms", seconds * 1000) + " → \(output)")
+                print("GEMM: \(GEMMBackend.current.rawValue), \(precision.rawValue); weights: \(model.weights.packingSummary ?? "used as stored")")
             }
         } catch let e as DiTError {
             throw RuntimeError(e.description)

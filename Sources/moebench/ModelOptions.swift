@@ -1,5 +1,6 @@
 import ArgumentParser
 import DiT
+import Tensor
 
 /// The model a command runs: `--config`, `--weights`, `--seed` (shared by forward, worker and cluster up, so
 /// every process of a cluster names its model the same way).
@@ -13,7 +14,24 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Seed of the random weights (used only without --weights).")
     var seed: UInt64 = 0
 
+    @Option(help: "GEMM backend: onednn (default when oneDNN has a CPU engine) or openblas.")
+    var gemm: String = GEMMBackend.current.rawValue
+
+    @Option(help: "Arithmetic of the large GEMMs: fp32, or bf16 (weights converted to BF16 at load, BF16 inputs, FP32 accumulation; norms, softmax and routing stay FP32; needs --gemm onednn).")
+    var precision: String = "fp32"
+
     var source: WeightSource { weights.map { .safetensors(path: $0) } ?? .random(seed: seed) }
+
+    /// Sets the process-wide GEMM backend from `--gemm` and returns `--precision`; call before loading weights.
+    func applyCompute() throws -> ComputePrecision {
+        do {
+            GEMMBackend.current = try GEMMBackend.parse(gemm)
+            return try ComputePrecision.parse(precision)
+        } catch let e as BackendError { throw ValidationError(e.description) }
+    }
+
+    /// `--gemm` and `--precision` as arguments for another moebench process (cluster workers).
+    var computeArguments: [String] { ["--gemm", gemm, "--precision", precision] }
 
     func resolveConfig() throws -> DiTConfig {
         do { return try DiTConfig.resolve(config) } catch let e as DiTError { throw RuntimeError(e.description) }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Foundation
 import Harness
+import Tensor
 
 struct Suite: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,6 +39,12 @@ struct Suite: ParsableCommand {
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
 
+    @Option(help: "GEMM backend: onednn (default when oneDNN has a CPU engine) or openblas.")
+    var gemm: String = GEMMBackend.current.rawValue
+
+    @Option(help: "Arithmetic of the large GEMMs: fp32 or bf16 (needs --gemm onednn); the suite's cluster workers get the same.")
+    var precision: String = "fp32"
+
     func run() throws {
         let p: Profile
         do {
@@ -47,10 +54,19 @@ struct Suite: ParsableCommand {
         }
         // Ctrl-C or SIGTERM: stop the workers this suite starts before exiting; finished parts are already on disk.
         StartedWorkers.installSignalHandlers()
+        let compute: ComputePrecision
+        do {
+            GEMMBackend.current = try GEMMBackend.parse(gemm)
+            compute = try ComputePrecision.parse(precision)
+        } catch let e as BackendError { throw ValidationError(e.description) }
         let progress = Progress(enabled: !quiet)
+        progress.say("GEMM: \(GEMMBackend.current.rawValue), \(compute.rawValue)")
         let runner = SuiteRunner(profile: p, resultsRoot: URL(fileURLWithPath: results), progress: progress)
+        runner.precision = compute
+        let workerArguments = ["--gemm", GEMMBackend.current.rawValue, "--precision", compute.rawValue]
         runner.openCluster = { settings, config, source in
-            try LocalClusterSession(settings: settings, config: config, source: source, progress: progress)
+            try LocalClusterSession(settings: settings, config: config, source: source, progress: progress,
+                                    workerArguments: workerArguments)
         }
         let dir = try runner.run()
         let doc = try ResultsStore.loadDocument(directory: dir)

@@ -46,6 +46,7 @@ struct WorkerCommand: ParsableCommand {
     func run() throws {
         BLASThreads.set(1)
         Parallel.threads = 1
+        let precision = try model.applyCompute()
         let (host, port) = try Self.parseEndpoint(listen)
         let expertList: [Int]
         do { expertList = try parseExpertList(experts) } catch {
@@ -59,13 +60,14 @@ struct WorkerCommand: ParsableCommand {
                                         limits: WireLimits(maxPayload: maxFrameMiB << 20))
             let start = Date()
             let worker = try ExpertWorker.start(config: cfg, source: model.source,
-                                                experts: expertList, options: options)
+                                                experts: expertList, options: options, precision: precision)
             let n = worker.numa
             let numaText = n.requestedNode < 0 ? "not bound"
                 : "node \(n.requestedNode): CPU on node \(n.cpuNode), weight pages on node \(n.pageNode) — "
                   + (n.verified ? "verified" : "NOT verified")
             print("worker \(options.name): \(cfg.name) experts \(formatExpertList(expertList)) loaded in "
                   + String(format: "%.1f s", Date().timeIntervalSince(start)) + "; NUMA \(numaText)")
+            print("GEMM: \(GEMMBackend.current.rawValue), \(precision.rawValue); weights: \(worker.weights.packingSummary ?? "used as stored")")
             print("listening on \(host):\(worker.port), model fingerprint \(worker.fingerprint)")
             fflush(stdout)
             worker.serve()

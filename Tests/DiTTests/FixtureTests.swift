@@ -6,14 +6,25 @@ import Tensor
 /// The engine against the independent numpy reference (tools/dit_reference.py, fixtures written by
 /// tools/make_dit_fixtures.py). Tolerance: max |engine − reference| ≤ 1e-4 · max |reference| per case (the
 /// reference computes in Float64; Float32 legitimately differs by ~3e-7 of that scale); routing must be identical,
-/// gate weights within 1e-5 absolute.
+/// gate weights within 1e-5 absolute. Every case runs under both GEMM backends (OpenBLAS, and oneDNN with the GEMM
+/// matrices packed as FP32 at load).
 final class FixtureTests: XCTestCase {
     static let fixtures = Bundle.module.resourceURL!.appendingPathComponent("Fixtures")
 
     func fixture(_ name: String) -> URL { Self.fixtures.appendingPathComponent(name) }
 
     func runCase(_ name: String, threads: Int = 1, file: StaticString = #filePath, line: UInt = #line) throws {
-        let dir = fixture(name)
+        let saved = GEMMBackend.current
+        defer { GEMMBackend.current = saved }
+        for backend in GEMMBackend.allCases where backend == .openblas || DNNL.isAvailable {
+            GEMMBackend.current = backend
+            try runCase(name, threads: threads, backend: backend, file: file, line: line)
+        }
+    }
+
+    func runCase(_ name: String, threads: Int, backend: GEMMBackend, file: StaticString, line: UInt) throws {
+        let name = "\(name) [\(backend.rawValue)]"
+        let dir = fixture(String(name.prefix { $0 != " " }))
         let config = try DiTConfig.load(jsonFile: dir.appendingPathComponent("config.json").path)
         let meta = try JSONDecoder().decode([String: JSONValue].self,
                                             from: Data(contentsOf: dir.appendingPathComponent("meta.json")))
@@ -22,8 +33,14 @@ final class FixtureTests: XCTestCase {
         Parallel.threads = threads
         defer { Parallel.threads = 1 }
         let model = try DiTModel(config: config, source: .safetensors(path: dir.appendingPathComponent("weights.safetensors").path))
+        // Under oneDNN the large GEMMs must really run on packed weights, not fall back to the stored ones.
+        XCTAssertEqual(model.weights.packingSummary != nil, backend == .onednn, "\(name): \(model.weights.packingSummary ?? "not packed")",
+                       file: file, line: line)
         let input = try ForwardInput.load(path: dir.appendingPathComponent("input.safetensors").path, config: config)
         let result = try ForwardResult.run(model: model, input: input, cfgScale: cfgScale)
+        if backend == .onednn {
+            XCTAssertEqual(DNNL.referenceKernelShapes, [], "\(name): oneDNN fell back to its reference kernel", file: file, line: line)
+        }
         let expected = try SafetensorsFile(path: dir.appendingPathComponent("expected.safetensors").path)
 
         let ref = try expected.floats("out")

@@ -110,6 +110,26 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(fastExp(-200), 0)
     }
 
+    // Softmax on attention-width rows and odd widths, with a stride: 1e-6 relative against Float64.
+    func testWideSoftmax() {
+        for width in [256, 40, 7] {
+            let ld = width + 3, rows = 3
+            let x = randoms(rows * ld, seed: UInt64(width), scale: 10)
+            var s = x
+            softmaxRowsInPlace(&s, rows: rows, width: width, ld: ld)
+            for r in 0..<rows {
+                let row = x[(r * ld)..<(r * ld + width)].map(Double.init)
+                let m = row.max()!
+                let e = row.map { Foundation.exp($0 - m) }
+                let total = e.reduce(0, +)
+                for k in 0..<width {
+                    XCTAssertEqual(Double(s[r * ld + k]), e[k] / total, accuracy: 1e-6 * e[k] / total + 1e-12, "width \(width)")
+                }
+                for k in width..<ld { XCTAssertEqual(s[r * ld + k], x[r * ld + k]) }
+            }
+        }
+    }
+
     // Softmax, SiLU, tanh-GELU and SwiGLU: 1e-6 relative against Float64 formulas.
     func testActivationsAndSoftmax() {
         let x = randoms(64, seed: 10, scale: 8)

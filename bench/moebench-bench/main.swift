@@ -4,8 +4,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moebench-bench",
         abstract: "moebench's benchmarks; each prints a baseline measured in the same run.",
-        subcommands: [EngineBench.self, SamplerOverhead.self, CodecBench.self, WireRoundTripBench.self,
-                      ClusterForwardBench.self, TrainBench.self])
+        subcommands: [PeakBench.self, EngineBench.self, ThreadingBench.self, SamplerOverhead.self, CodecBench.self,
+                      WireRoundTripBench.self, ClusterForwardBench.self, TrainBench.self])
 }
 
 Bench.main()

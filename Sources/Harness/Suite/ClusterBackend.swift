@@ -42,7 +42,9 @@ public final class LocalClusterSession: ClusterSession {
 
     /// `launch = "local"` starts this machine's workers of the hosts file (with the suite's config and weights) and
     /// stops them at `shutdown`; `launch = "external"` only connects to workers someone else started.
-    public init(settings: ClusterSettings, config: DiTConfig, source: WeightSource, progress: Progress) throws {
+    /// `workerArguments` are appended to each launched worker's command line (e.g. `--gemm`, `--precision`).
+    public init(settings: ClusterSettings, config: DiTConfig, source: WeightSource, progress: Progress,
+                workerArguments: [String] = []) throws {
         cluster = try LocalCluster(hostsPath: settings.hosts, secretPath: settings.secretFile)
         self.progress = progress
         placement = try HostsPlacement.placement(cluster.hosts, experts: config.numExperts)
@@ -57,7 +59,8 @@ public final class LocalClusterSession: ClusterSession {
             case let .safetensors(path): weights = path
             case let .random(s): seed = s
             }
-            launched = try cluster.up(configArgument: configPath, config: config, weights: weights, seed: seed) {
+            launched = try cluster.up(configArgument: configPath, config: config, weights: weights, seed: seed,
+                                      workerArguments: workerArguments) {
                 progress.say("cluster: " + $0)
             }.map(\.0)
         } else {

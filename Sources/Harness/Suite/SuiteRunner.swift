@@ -26,6 +26,9 @@ public final class SuiteRunner {
     public var openCluster: ((ClusterSettings, DiTConfig, WeightSource) throws -> ClusterSession)?
     public private(set) var store: ResultsStore?
 
+    /// Arithmetic of the models' large GEMMs (set `GEMMBackend.current` before `run`).
+    public var precision: ComputePrecision = .fp32
+
     public init(profile: Profile, resultsRoot: URL, progress: Progress = Progress()) {
         self.profile = profile
         self.resultsRoot = resultsRoot
@@ -107,7 +110,7 @@ public final class SuiteRunner {
         for id in suite.models + suite.baselines {
             let (config, source) = try resolve(id)
             progress.say("cost: loading \(config.name) (\(id))")
-            let weights = try DiTWeights(config: config, source: source)
+            let weights = try DiTWeights(config: config, source: source, precision: precision)
             func measureAll(_ model: DiTModel, _ execution: ExecutionMode, codec: String?) throws {
                 for batch in suite.batchSizes {
                     for scenario in suite.scenarios {
@@ -169,7 +172,7 @@ public final class SuiteRunner {
         let (config, source) = try resolve(suite.model)
         guard config.isMoE else { throw SuiteError.notMoE(suite.model) }
         progress.say("load balance: \(config.name), \(suite.sampler.rawValue) \(suite.steps) steps, classes \(suite.classes)")
-        let weights = try DiTWeights(config: config, source: source)
+        let weights = try DiTWeights(config: config, source: source, precision: precision)
         var session: ClusterSession?
         defer { session?.shutdown() }
         let model: DiTModel
