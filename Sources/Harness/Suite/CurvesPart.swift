@@ -33,7 +33,7 @@ enum CurvesPart {
     /// comparison figure, and the testbed part's tables and figure kept as the exact-ground-truth panel.
     static func runModels(_ settings: CurvesSettings, store: ResultsStore, progress: Progress, provider: ModelProvider,
                           testbed: ResultPart) throws -> ResultPart {
-        var config = sweepConfig(settings, chains: settings.chains)
+        let config = sweepConfig(settings, chains: settings.chains)
         let (train, heldOut) = try DigitsDataset.bundled().split()
         func unit(_ d: DigitsDataset) -> [Float] { d.pixels.map { ($0 + 1) / 2 } }
         let (estimator, fid) = try ModelScoreSource.bundledInstruments()
@@ -85,17 +85,10 @@ enum CurvesPart {
     }
 
     static func runTestbed(_ settings: CurvesSettings, store: ResultsStore, progress: Progress) throws -> ResultPart {
-        var config = CurveSweepConfig()
-        config.integrators = settings.integrators
-        config.budgets = settings.nfe
-        config.dlgModes = settings.dlg == .on ? [true] : settings.dlg == .off ? [false] : [false, true]
-        config.samples = settings.samples
-        config.seeds = settings.seeds.map { Int($0) }
         // Chains run in parallel and each emits samples/chains draws; DLG's one-off warm-up (~57 NFE per chain) is
         // amortised over those draws, so keep ≥ 20 draws per chain: the largest divisor of `samples` that is at most
         // samples/20 (and the runner's default chain count).
-        let maxChains = max(1, min(config.chains, settings.samples / 20))
-        config.chains = (1...maxChains).last { settings.samples % $0 == 0 } ?? 1
+        let config = sweepConfig(settings, chains: max(1, min(CurveSweepConfig().chains, settings.samples / 20)))
         let t = settings.testbed
         let spec = LowRankMixtureSpec(dimension: t.dim, components: t.components, rank: t.rank, isotropicStd: t.isotropicStd, seed: t.seed)
         let source = TestbedScoreSource(spec: spec)
