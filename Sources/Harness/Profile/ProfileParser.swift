@@ -22,11 +22,17 @@ extension Profile {
                   baseDirectory: (checkoutDirectory ?? FileManager.default.currentDirectoryPath) + "/profiles")
     }
 
-    /// `<checkout>` of a binary at `<checkout>/.build/<configuration>/moebench`, when that directory holds `hosts`.
+    /// The checkout of a binary at `<checkout>/.build/[<triple>/]<configuration>/moebench`: the nearest ancestor
+    /// of the executable's directory that holds `Package.swift` and `profiles/`.
     static var checkoutDirectory: String? {
         guard let exe = MoebenchVersion.executableDirectory else { return nil }
-        let root = URL(fileURLWithPath: exe).deletingLastPathComponent().deletingLastPathComponent().standardizedFileURL.path
-        return FileManager.default.fileExists(atPath: root + "/hosts") ? root : nil
+        var dir = URL(fileURLWithPath: exe).standardizedFileURL
+        for _ in 0..<5 {
+            dir = dir.deletingLastPathComponent()
+            let fm = FileManager.default
+            if fm.fileExists(atPath: dir.path + "/Package.swift") && fm.fileExists(atPath: dir.path + "/profiles") { return dir.path }
+        }
+        return nil
     }
 
     /// Parses profile text. `file` names the source in errors; `defaultName` is used when the profile has no `name`.
