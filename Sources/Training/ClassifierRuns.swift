@@ -74,16 +74,9 @@ public enum ClassifierRuns {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let (train, heldOut) = data.split()
         let started = Date()
-        var window: [Double] = []
-        var last = 0.0
-        let c = try NoiseClassifierTraining.train(o, on: train) { step, loss in
-            window.append(loss); last = loss
-            if step % 250 == 0 || step == o.training.steps {
-                log(String(format: "step %d/%d  cross-entropy %.4f (mean of the last %d)", step, o.training.steps,
-                           window.reduce(0, +) / Double(window.count), window.count))
-                window.removeAll(keepingCapacity: true)
-            }
-        }
+        let progress = LossProgress(steps: o.training.steps)
+        let c = try NoiseClassifierTraining.train(o, on: train) { progress.record(step: $0, loss: $1, log: log) }
+        let last = progress.last
         let seconds = Date().timeIntervalSince(started)
         let held = NoiseClassifierTraining.sigmaRecovery(c, images: heldOut, draws: 3, seed: 1)
         let pure = NoiseClassifierTraining.sigmaRecovery(c, images: nil, draws: 3, seed: 2)
@@ -111,16 +104,9 @@ public enum ClassifierRuns {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let (train, heldOut) = data.split()
         let started = Date()
-        var window: [Double] = []
-        var last = 0.0
-        let net = try DigitFeatureNet.train(o, on: train) { step, loss in
-            window.append(loss); last = loss
-            if step % 250 == 0 || step == o.training.steps {
-                log(String(format: "step %d/%d  cross-entropy %.4f (mean of the last %d)", step, o.training.steps,
-                           window.reduce(0, +) / Double(window.count), window.count))
-                window.removeAll(keepingCapacity: true)
-            }
-        }
+        let progress = LossProgress(steps: o.training.steps)
+        let net = try DigitFeatureNet.train(o, on: train) { progress.record(step: $0, loss: $1, log: log) }
+        let last = progress.last
         let seconds = Date().timeIntervalSince(started)
         let acc = DigitFeatureNet.accuracy(net, on: heldOut), trainAcc = DigitFeatureNet.accuracy(net, on: train)
         log(String(format: "held-out accuracy %.4f (%d digits), train accuracy %.4f", acc, heldOut.count, trainAcc))
@@ -141,5 +127,23 @@ public enum ClassifierRuns {
                                 "features": "activations of the last hidden layer"])
         try writeJSON(summary, to: dir.appendingPathComponent("feature-net.json"))
         return summary
+    }
+}
+
+/// Logs the mean cross-entropy of every 250 steps (and of the last step) of a classifier's training.
+final class LossProgress {
+    let steps: Int
+    private var window: [Double] = []
+    private(set) var last = 0.0
+
+    init(steps: Int) { self.steps = steps }
+
+    func record(step: Int, loss: Double, log: (String) -> Void) {
+        window.append(loss); last = loss
+        if step % 250 == 0 || step == steps {
+            log(String(format: "step %d/%d  cross-entropy %.4f (mean of the last %d)", step, steps,
+                       window.reduce(0, +) / Double(window.count), window.count))
+            window.removeAll(keepingCapacity: true)
+        }
     }
 }
