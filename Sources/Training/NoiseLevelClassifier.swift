@@ -166,6 +166,15 @@ public final class NoiseLevelClassifier: NoiseLevelEstimator {
     public static func bundled(units: DataUnits = .native) throws -> NoiseLevelClassifier {
         try load(from: try bundledModelPath("noise-classifier"), units: units)
     }
+
+    /// The shipped classifier's training record and σ-recovery (its `noise-classifier.json`).
+    public static func bundledSummary() throws -> ClassifierRuns.NoiseClassifierSummary {
+        let path = (try bundledModelPath("noise-classifier") as NSString).deletingPathExtension + ".json"
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        do { return try d.decode(ClassifierRuns.NoiseClassifierSummary.self, from: Data(contentsOf: URL(fileURLWithPath: path))) }
+        catch { throw DiTError.io(path: path, reason: "cannot read the classifier's record: \(error)") }
+    }
 }
 
 /// Path of `Resources/models/<name>.safetensors` inside the build's resource bundle.

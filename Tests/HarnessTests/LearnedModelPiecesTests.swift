@@ -19,6 +19,23 @@ final class LearnedModelPiecesTests: XCTestCase {
         XCTAssertEqual(Array(png.suffix(12)), [0, 0, 0, 0, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82])
     }
 
+    func testSampleGridFigureEmbedsOneDecodablePNGPerCellAndTheReference() throws {
+        let cell = { (i: String, b: Int, d: Bool) in SampleGridFigure.Cell(integrator: i, budget: b, dlg: d, images: [Float](repeating: 0.5, count: 20 * 4), label: "FID-digits 1.5") }
+        let fig = SampleGridFigure(title: "t <&>", side: 2, perCell: 4, columnsPerCell: 2, reference: ([Float](repeating: 1, count: 16), "real"),
+                                   cells: [cell("kar1", 10, false), cell("kar1", 10, true), cell("em", 20, true)])
+        let svg = fig.svg()
+        XCTAssertTrue(svg.contains("t &lt;&amp;&gt;"))
+        let uris = svg.components(separatedBy: "href=\"data:image/png;base64,").dropFirst().map { String($0.prefix { $0 != "\"" }) }
+        XCTAssertEqual(uris.count, 4)  // the reference and three cells; the missing (em, 10 NFE) cells stay empty
+        for uri in uris {
+            let png = try XCTUnwrap(Data(base64Encoded: uri))
+            XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
+            // 2 columns × 2 rows of 2×2 images at scale 3, gap 2: (2·(6+2)+2)² = 18 × 18 pixels.
+            XCTAssertEqual(Array(png.subdata(in: 16..<24)), [0, 0, 0, 18, 0, 0, 0, 18])
+        }
+        for header in ["10 NFE, vanilla", "10 NFE, DLG", "20 NFE, DLG"] { XCTAssertTrue(svg.contains(header), header) }
+    }
+
     func testVerdictsFollowTheirThresholds() {
         func dep(_ f: String, _ layer: Int, mi: Double, p: Double) -> RoutingDependence {
             // Deterministic routing tables scaled to the wanted strength are overkill: set the fields directly.

@@ -28,7 +28,7 @@ public struct TokenGridFigure {
         let width = Double(perRow) * (block + gap) + gap + 60, height = 40 + Double(rows) * (block + 28) + 20
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
-        s += "<text x=\"\(gap)\" y=\"18\" font-size=\"13\">\(escape(title))</text>"
+        s += "<text x=\"\(gap)\" y=\"18\" font-size=\"13\">\(Markup.escape(title))</text>"
         for x in 0..<e {
             let ox = gap + Double(x % perRow) * (block + gap), oy = 40 + Double(x / perRow) * (block + 28)
             s += "<text x=\"\(ox)\" y=\"\(oy - 4)\">expert \(x)</text>"
@@ -42,9 +42,5 @@ public struct TokenGridFigure {
         }
         s += String(format: "<text x=\"%.0f\" y=\"%.0f\">share %.3f (dark) … %.3f (bright)</text>", gap, height - 6, lo, hi)
         return s + "</svg>"
-    }
-
-    private func escape(_ t: String) -> String {
-        t.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }
 }

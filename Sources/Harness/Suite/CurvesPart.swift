@@ -39,6 +39,7 @@ enum CurvesPart {
         let (estimator, fid) = try ModelScoreSource.bundledInstruments()
         var summaries: [(name: String, summary: CurveSummary)] = []
         var lines: [String] = [], rowsOut: [[JSONValue]] = []
+        var sampleFigures: [ResultFigure] = []
         let n = { (d: Double) in JSONValue.number(d) }
         for id in settings.models {
             let (model, done) = try provider(id, settings.execution)
@@ -52,16 +53,26 @@ enum CurvesPart {
             let rows = try sweep.run()
             let summary = CurveSummary(rows: rows)
             summaries.append((id, summary))
-            for p in summary.points {
+            let grids = try sampleGrids(rows: rows, directory: dir, model: id, reference: unit(heldOut),
+                                        floor: summary.floorFIDDigits?.mean)
+            try store.writeSVG("samples_\(id).svg", grids.svg())
+            sampleFigures.append(ResultFigure(id: "samples_\(id)", title: "What the cells look like: \(id)", file: "samples_\(id).svg",
+                                              caption: "The first \(grids.perCell) samples of each cell (seed \(rows.first?.seed ?? 0)), under each its FID-digits; top row: held-out real digits. Full grids and safetensors in curves/\(id)/samples/."))
+            /// Wall seconds per 1000 samples of a point's cells (mean over seeds).
+            func secondsPerThousand(_ p: CurvePoint) -> Double {
                 let secs = rows.filter { $0.integrator == p.integrator && $0.dlg == p.dlg && $0.budget == p.budget }.map(\.seconds)
-                let perK = secs.reduce(0, +) / Double(max(secs.count, 1)) / Double(settings.samples) * 1000
+                return secs.reduce(0, +) / Double(max(secs.count, 1)) / Double(settings.samples) * 1000
+            }
+            for p in summary.points {
+                let perK = secondsPerThousand(p)
                 rowsOut.append([.string(id), .string(p.integrator), .string(p.dlg ? "DLG" : "vanilla"), n(Double(p.budget)), n(p.nfe),
                                 p.fidDigits.map { n($0.mean) } ?? .null, p.fidDigitsLower.map(n) ?? .null, p.fidDigitsUpper.map(n) ?? .null,
                                 n(p.fd.mean), n(perK)])
             }
             if let best = summary.points.min(by: { ($0.fidDigits?.mean ?? $0.fd.mean) < ($1.fidDigits?.mean ?? $1.fd.mean) }) {
-                lines.append(String(format: "%@: best FID-digits %.3g (%@ %@, %.0f NFE; pixel FD %.3g); real digits at the same n: FID-digits %.3g, pixel FD %.3g.",
-                                    id, best.fidDigits?.mean ?? .nan, best.integrator, best.dlg ? "DLG" : "vanilla", best.nfe, best.fd.mean,
+                lines.append(String(format: "%@: best FID-digits %.3g (%@ %@, %.0f NFE, %.1f s of compute per 1000 samples; pixel FD %.3g); real digits at the same n: FID-digits %.3g, pixel FD %.3g.",
+                                    id, best.fidDigits?.mean ?? .nan, best.integrator, best.dlg ? "DLG" : "vanilla", best.nfe,
+                                    secondsPerThousand(best), best.fd.mean,
                                     summary.floorFIDDigits?.mean ?? .nan, summary.floor?.mean ?? .nan))
             }
         }
@@ -76,12 +87,47 @@ enum CurvesPart {
             note: "FID-digits: Fréchet distance of a digit classifier's penultimate-layer features (98% held-out accuracy) between the samples and the 300 held-out digits — not Inception FID; intervals are a bias-shifted bootstrap over samples. FD at this sample count is biased upward: compare with the real digits' value at the same n. DLG rows exclude the chains' one-off warm-up. Seconds are wall time per cell on this machine (FD per second of compute).")
         table = try store.writeCSV(table)
         var part = testbed
+        let recovery = try sigmaRecoveryTable(store: store, lines: &lines)
         part.summary = lines + ["Exact-ground-truth panel (testbed):"] + testbed.summary
-        part.tables = [table] + testbed.tables
+        part.tables = [table, recovery] + testbed.tables
         part.figures = [ResultFigure(id: "curves_models", title: "Trained DiT-MoE and its dense twin on one NFE–FD axis",
-                                     file: "curves_models.svg", caption: "One panel per integrator; sample grids per cell in curves/<model>/samples/.")]
-            + testbed.figures
+                                     file: "curves_models.svg", caption: "One panel per integrator; sample grids per cell below and in curves/<model>/samples/.")]
+            + sampleFigures + testbed.figures
         return part
+    }
+
+    /// DLG's Gibbs σ-step on the models uses the shipped noise-level classifier; the testbed's uses the exact
+    /// σ-likelihood. Its σ recovery, so a reader can tell how much of DLG's gain on the models rests on it.
+    static func sigmaRecoveryTable(store: ResultsStore, lines: inout [String]) throws -> ResultTable {
+        let record = try NoiseLevelClassifier.bundledSummary()
+        let reports = [record.sigmaRecoveryHeldOut, record.sigmaRecoveryPureNoise]
+        lines.append(String(format: "DLG's σ-step on the models uses a trained noise-level classifier (%d levels): median |log σ̂ − log σ| %.3f on noised held-out digits, %.3f on pure noise; the testbed panel's DLG uses the exact σ-likelihood.",
+                            record.levels.count, reports[0].median, reports[1].median))
+        let n = { (d: Double) in JSONValue.number(d) }
+        let table = ResultTable(
+            id: "curves_sigma_recovery", title: "Noise-level classifier: σ recovery, |log σ̂ − log σ| per σ band",
+            columns: [.init("input"), .init("σ from", unit: "[−1,1] pixels"), .init("σ to"), .init("n"), .init("median"), .init("mean"), .init("p90")],
+            rows: reports.flatMap { r in r.bands.map { b in
+                [.string(r.source), n(b.lower), n(b.upper), n(Double(b.count)), n(b.median), n(b.mean), n(b.p90)] } },
+            note: "Measured when the classifier was trained (moebench train --noise-classifier), \(reports[0].drawsPerLevel) draws per level; ln-σ error 0.1 is a 10% error in σ.")
+        return try store.writeCSV(table)
+    }
+
+    /// The first seed's cells of one model, read back from their safetensors (so a resumed sweep draws the same
+    /// figure), next to the held-out digits.
+    static func sampleGrids(rows: [CurveRow], directory: URL, model: String, reference: [Float], floor: Double?) throws -> SampleGridFigure {
+        let seed = rows.filter { $0.integrator != "floor" }.map(\.seed).min() ?? 0
+        var cells: [SampleGridFigure.Cell] = []
+        for row in rows where row.integrator != "floor" && row.seed == seed {
+            let path = directory.appendingPathComponent("samples/\(CellSamples.name(row)).safetensors").path
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            let images = try SafetensorsFile(path: path).floats("samples")
+            let label = row.fidDigits.map { String(format: "FID-digits %.3g", $0) } ?? String(format: "pixel FD %.3g", row.fd)
+            cells.append(.init(integrator: row.integrator, budget: row.budget, dlg: row.dlg, images: images, label: label))
+        }
+        return SampleGridFigure(title: "\(model): generated digits per integrator, NFE budget and mode", side: 8,
+                                reference: (reference, floor.map { String(format: "held-out digits (floor %.3g)", $0) } ?? "held-out digits"),
+                                cells: cells)
     }
 
     static func runTestbed(_ settings: CurvesSettings, store: ResultsStore, progress: Progress) throws -> ResultPart {
