@@ -23,8 +23,14 @@ struct Suite: ParsableCommand {
         goes to stderr, the summary table to stdout (--json: the results
         document instead). Exit status 1 when a part failed.
 
+        Ctrl-C (or SIGTERM) stops cleanly: finished parts and cells stay
+        on disk, results.json says "interrupted", the workers the suite
+        started are stopped, and `moebench suite [PROFILE] --resume DIR`
+        continues where it stopped. A second Ctrl-C exits at once.
+
         Relative paths inside a profile (hosts, configs, weights) are
-        resolved from the current directory.
+        resolved from the profile's own directory (the embedded default's
+        from the checkout's profiles/), and checked before anything runs.
         """)
 
     @Argument(help: "Profile TOML file (default: the embedded default profile).")
@@ -32,6 +38,9 @@ struct Suite: ParsableCommand {
 
     @Option(help: "Directory under which the results directory is created.")
     var results: String = "results"
+
+    @Option(help: ArgumentHelp("Continue an interrupted or failed run in this results directory (same profile): finished parts are kept, the curves part skips finished cells, the rest reruns.", valueName: "dir"))
+    var resume: String?
 
     @Flag(help: "Print the summary as JSON (the finished results.json document) instead of tables.")
     var json = false
@@ -52,7 +61,8 @@ struct Suite: ParsableCommand {
         } catch let e as ProfileError {
             throw RuntimeError(e.description)
         }
-        // Ctrl-C or SIGTERM: stop the workers this suite starts before exiting; finished parts are already on disk.
+        // Until the results directory exists, Ctrl-C or SIGTERM only stop the workers this suite started; then the
+        // runner marks the run interrupted (SuiteInterruption).
         StartedWorkers.installSignalHandlers()
         let compute: ComputePrecision
         do {
@@ -63,6 +73,9 @@ struct Suite: ParsableCommand {
         progress.say("GEMM: \(GEMMBackend.current.rawValue), \(compute.rawValue)")
         let runner = SuiteRunner(profile: p, resultsRoot: URL(fileURLWithPath: results), progress: progress)
         runner.precision = compute
+        runner.resumeDirectory = resume.map { URL(fileURLWithPath: $0) }
+        runner.handleSignals = true
+        runner.resumeHint = "resume with: moebench suite \(profile.map { "'\($0)' " } ?? "")--resume "
         let workerArguments = ["--gemm", GEMMBackend.current.rawValue, "--precision", compute.rawValue]
         runner.openCluster = { settings, config, source in
             try LocalClusterSession(settings: settings, config: config, source: source, progress: progress,

@@ -89,6 +89,52 @@ final class ResultsAndReportTests: XCTestCase {
         XCTAssertThrowsError(try store.writeSVG("fig.png", ""))
     }
 
+    func testInterruptedRunIsMarkedAndResumesWithTheSameProfileOnly() throws {
+        let profile = try tinyProfile()
+        let store = try ResultsStore.create(root: root, profile: profile, machine: MachineInfo.collect())
+        try store.add(ResultPart(id: "cost", title: "Cost"))
+        try store.add(ResultPart(id: "load_balance", title: "Partial", status: "running"))
+        try store.markInterrupted()
+        try store.add(ResultPart(id: "curves", title: "Late"))   // the suite thread after the interruption: ignored
+        try store.finish()                                        // likewise: stays "interrupted"
+        var doc = try ResultsStore.loadDocument(directory: store.directory)
+        XCTAssertEqual(doc.status, "interrupted")
+        XCTAssertEqual(doc.parts.map(\.status), ["done", "interrupted"])
+        XCTAssertNotNil(doc.finishedAt)
+        XCTAssertTrue(ReportRenderer.render(doc) { _ in nil }.contains("was interrupted"))
+
+        var other = profile
+        other.name = "other"
+        XCTAssertThrowsError(try ResultsStore.resume(directory: store.directory, profile: other)) {
+            XCTAssertTrue("\($0)".contains("written by profile 'tiny', not 'other'"), "\($0)")
+        }
+        var changed = profile
+        changed.run.seeds = [1]
+        XCTAssertThrowsError(try ResultsStore.resume(directory: store.directory, profile: changed)) {
+            XCTAssertTrue("\($0)".contains("has changed since this run started"), "\($0)")
+        }
+        let resumed = try ResultsStore.resume(directory: store.directory, profile: profile)
+        doc = try ResultsStore.loadDocument(directory: store.directory)
+        XCTAssertEqual(doc.status, "running")
+        XCTAssertEqual(doc.parts.map(\.id), ["cost"])
+        XCTAssertEqual(doc.resumedAt?.count, 1)
+        XCTAssertNotNil(resumed.finishedPart("cost"))
+        XCTAssertNil(resumed.finishedPart("load_balance"))
+
+        // The runner keeps finished parts: with all three marked done it measures nothing and completes.
+        for id in ["load_balance", "curves"] { try resumed.add(ResultPart(id: id, title: "kept \(id)")) }
+        try resumed.markInterrupted()
+        let runner = SuiteRunner(profile: profile, resultsRoot: root, progress: Progress(enabled: false))
+        runner.resumeDirectory = store.directory
+        try runner.run()
+        doc = try ResultsStore.loadDocument(directory: store.directory)
+        XCTAssertEqual(doc.status, "complete")
+        XCTAssertEqual(doc.parts.map(\.title), ["Cost", "kept load_balance", "kept curves"])
+        XCTAssertThrowsError(try ResultsStore.resume(directory: store.directory, profile: profile)) {
+            XCTAssertTrue("\($0)".contains("complete"), "\($0)")
+        }
+    }
+
     func testLoadDocumentErrorsNameTheField() throws {
         try Data("{\"schema\": \"moebench-results/1\"}".utf8).write(to: root.appendingPathComponent("results.json"))
         XCTAssertThrowsError(try ResultsStore.loadDocument(directory: root)) { e in

@@ -39,7 +39,9 @@ public enum ReportRenderer {
         for p in doc.parts { h += "<li><a href=\"#part-\(e(p.id))\">\(e(p.title))</a></li>" }
         h += "</ol></nav>\n"
         if doc.status == "running" {
-            h += "<p class=\"warn\">This suite had not finished when the report was rendered (still running or interrupted); the parts below are those that finished.</p>\n"
+            h += "<p class=\"warn\">This suite had not finished when the report was rendered (still running, or killed without a chance to record it); the parts below are those written so far.</p>\n"
+        } else if doc.status == "interrupted" {
+            h += "<p class=\"warn\">This suite was interrupted at \(e(doc.finishedAt ?? doc.updatedAt)); the parts below are those that finished (a part marked interrupted shows what it had written). Continue it with <code>moebench suite --resume DIR</code>.</p>\n"
         }
         h += metadata(doc)
         for p in doc.parts { h += part(p, readFile: readFile) }
@@ -133,7 +135,7 @@ public enum ReportRenderer {
     static let css = """
         body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1100px;padding:1em 2em;color:#222;line-height:1.4}
         h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}h3{margin:1.2em 0 .4em}
-        .sub{color:#666;margin:.2em 0}.status.complete b{color:#1a7f37}.status.running b,.status.failed b{color:#b35900}
+        .sub{color:#666;margin:.2em 0}.status.complete b{color:#1a7f37}.status.running b,.status.failed b,.status.interrupted b{color:#b35900}
         .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}
         nav{background:#f6f8fa;padding:.6em 1em;border-radius:6px}nav ol{margin:.3em 0}
         table{border-collapse:collapse;margin:.4em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.25em .6em}

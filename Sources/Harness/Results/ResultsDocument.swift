@@ -5,12 +5,15 @@ public struct ResultsDocument: Codable, Equatable, Sendable {
     public static let currentSchema = "moebench-results/1"
 
     public var schema: String
-    /// "running" while the suite runs (also what an interrupted suite leaves), "complete" or "failed".
+    /// "running" while the suite runs, "complete", "failed" (a part failed) or "interrupted" (SIGINT/SIGTERM;
+    /// `moebench suite --resume DIR` continues it). A run killed without a signal it can catch stays "running".
     public var status: String
     /// ISO 8601 times (UTC).
     public var startedAt: String
     public var updatedAt: String
     public var finishedAt: String?
+    /// When `--resume` continued this run, one entry per resumption.
+    public var resumedAt: [String]?
     /// `moebench <version> (git <commit>)` of the binary that ran (absent in documents of older versions).
     public var moebench: String?
     public var machine: MachineInfo
@@ -26,7 +29,8 @@ public struct ResultPart: Codable, Equatable, Sendable {
     /// Stable identifier, e.g. "cost", "load_balance", "curves".
     public var id: String
     public var title: String
-    /// "done" or "failed" (then `error` says why; a failed part keeps what it measured).
+    /// "done", "failed" (then `error` says why; a failed part keeps what it measured), "running" (partial, rewritten
+    /// as it goes) or "interrupted".
     public var status: String
     public var error: String?
     public var startedAt: String?

@@ -17,9 +17,13 @@ public enum ResultsError: Error, CustomStringConvertible {
     }
 }
 
-public final class ResultsStore {
+public final class ResultsStore: @unchecked Sendable {
     public let directory: URL
-    public private(set) var document: ResultsDocument
+    public var document: ResultsDocument { lock.withLock { doc } }
+    /// Guards `doc` and the writes of results.json: the suite's thread adds parts while an interruption (handled
+    /// on another thread) may mark the run interrupted.
+    private let lock = NSLock()
+    private var doc: ResultsDocument
 
     public var resultsFile: URL { directory.appendingPathComponent("results.json") }
 
@@ -41,7 +45,7 @@ public final class ResultsStore {
         }
         let now = iso8601(date)
         let doc = ResultsDocument(schema: ResultsDocument.currentSchema, status: "running", startedAt: now, updatedAt: now,
-                                  finishedAt: nil, moebench: MoebenchVersion.description, machine: machine, profile: profile,
+                                  finishedAt: nil, resumedAt: nil, moebench: MoebenchVersion.description, machine: machine, profile: profile,
                                   seeds: profile.allSeeds, parts: [])
         let store = ResultsStore(directory: dir, document: doc)
         try store.save()
@@ -75,7 +79,50 @@ public final class ResultsStore {
 
     init(directory: URL, document: ResultsDocument) {
         self.directory = directory
-        self.document = document
+        self.doc = document
+    }
+
+    /// Reopens the results directory of an interrupted or failed run of the same profile: parts that finished
+    /// ("done") are kept, the status goes back to "running". A different profile (name or settings) is refused,
+    /// since its cells would not be comparable.
+    public static func resume(directory: URL, profile: Profile) throws -> ResultsStore {
+        var doc = try loadDocument(directory: directory)
+        let file = directory.appendingPathComponent("results.json").path
+        guard doc.profile.name == profile.name else {
+            throw ResultsError.badDocument(path: file, reason: "written by profile '\(doc.profile.name)', not '\(profile.name)'; resume with the same profile")
+        }
+        let enc = JSONEncoder()
+        enc.outputFormatting = .sortedKeys
+        guard (try? enc.encode(doc.profile)) == (try? enc.encode(profile)) else {
+            throw ResultsError.badDocument(path: file, reason: "profile '\(profile.name)' has changed since this run started; resume needs the same settings (or start a new run)")
+        }
+        guard doc.status != "complete" else {
+            throw ResultsError.badDocument(path: file, reason: "this run is complete; nothing to resume")
+        }
+        doc.parts.removeAll { $0.status != "done" }
+        doc.status = "running"
+        doc.finishedAt = nil
+        doc.resumedAt = (doc.resumedAt ?? []) + [iso8601(Date())]
+        let store = ResultsStore(directory: directory, document: doc)
+        try store.save()
+        return store
+    }
+
+    /// The part `id` if it finished in an earlier (interrupted) run of this directory.
+    public func finishedPart(_ id: String) -> ResultPart? {
+        lock.withLock { doc.parts.first { $0.id == id && $0.status == "done" } }
+    }
+
+    /// Status "interrupted" for the run and for every part not done, then rewrites results.json.
+    public func markInterrupted(date: Date = Date()) throws {
+        try lock.withLock {
+            for i in doc.parts.indices where doc.parts[i].status != "done" && doc.parts[i].status != "failed" {
+                doc.parts[i].status = "interrupted"
+            }
+            doc.status = "interrupted"
+            doc.finishedAt = Self.iso8601(date)
+            try saveLocked()
+        }
     }
 
     static func iso8601(_ d: Date) -> String {
@@ -114,27 +161,37 @@ public final class ResultsStore {
 
     /// Adds a finished part (replacing a part with the same id) and rewrites results.json.
     public func add(_ part: ResultPart) throws {
-        if let i = document.parts.firstIndex(where: { $0.id == part.id }) {
-            document.parts[i] = part
-        } else {
-            document.parts.append(part)
+        try lock.withLock {
+            guard doc.status != "interrupted" else { return }
+            if let i = doc.parts.firstIndex(where: { $0.id == part.id }) {
+                doc.parts[i] = part
+            } else {
+                doc.parts.append(part)
+            }
+            try saveLocked()
         }
-        try save()
     }
 
     /// Marks the suite finished ("complete" or "failed") and rewrites results.json.
     public func finish(status: String = "complete", date: Date = Date()) throws {
-        document.status = status
-        document.finishedAt = Self.iso8601(date)
-        try save()
+        try lock.withLock {
+            guard doc.status != "interrupted" else { return }
+            doc.status = status
+            doc.finishedAt = Self.iso8601(date)
+            try saveLocked()
+        }
     }
 
     public func save() throws {
-        document.updatedAt = Self.iso8601(Date())
+        try lock.withLock { try saveLocked() }
+    }
+
+    private func saveLocked() throws {
+        doc.updatedAt = Self.iso8601(Date())
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data: Data
-        do { data = try enc.encode(document) } catch {
+        do { data = try enc.encode(doc) } catch {
             throw ResultsError.io(path: resultsFile.path, reason: "cannot encode results (\(error))")
         }
         try Self.atomicWrite(data, to: resultsFile)

@@ -28,6 +28,13 @@ public final class SuiteRunner {
 
     /// Arithmetic of the models' large GEMMs (set `GEMMBackend.current` before `run`).
     public var precision: ComputePrecision = .fp32
+    /// Continue the interrupted or failed run in this directory (same profile): finished parts are kept, the
+    /// others rerun, and the curves part skips the cells already in its curves.jsonl.
+    public var resumeDirectory: URL?
+    /// SIGINT/SIGTERM mark the run "interrupted" and exit (see SuiteInterruption); off in tests.
+    public var handleSignals = false
+    /// Printed after an interruption: how to resume.
+    public var resumeHint = ""
 
     public init(profile: Profile, resultsRoot: URL, progress: Progress = Progress()) {
         self.profile = profile
@@ -40,13 +47,22 @@ public final class SuiteRunner {
     @discardableResult
     public func run() throws -> URL {
         let machine = MachineInfo.collect(gitDirectory: FileManager.default.currentDirectoryPath)
-        let store = try ResultsStore.create(root: resultsRoot, profile: profile, machine: machine)
+        let store = try resumeDirectory.map { try ResultsStore.resume(directory: $0, profile: profile) }
+            ?? ResultsStore.create(root: resultsRoot, profile: profile, machine: machine)
         self.store = store
-        progress.say("results → \(store.directory.path)")
+        progress.say("results → \(store.directory.path)\(resumeDirectory == nil ? "" : " (resumed)")")
+        if handleSignals {
+            SuiteInterruption.install(store: store, progress: progress, hint: resumeHint + store.directory.path)
+        }
+        defer { if handleSignals { SuiteInterruption.uninstall() } }
         BLASThreads.set(1)
         Parallel.threads = profile.run.threads ?? ProcessInfo.processInfo.activeProcessorCount
         var failed = false
         func part(_ id: String, _ title: String, _ body: () throws -> ResultPart) throws {
+            if store.finishedPart(id) != nil {
+                progress.say("\(id): finished in the earlier run, kept")
+                return
+            }
             let started = ResultsStore.iso8601(Date())
             do {
                 var p = try body()
