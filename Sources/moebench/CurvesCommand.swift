@@ -39,7 +39,8 @@ struct CurvesCommand: ParsableCommand {
         OUTPUT (in --out)
           curves.jsonl  one JSON object per finished cell (integrator, dlg, budget, nfe, step, n_skip, epsilon, fd, \
         samples, seed, chains, mean_start_sigma, warmup_nfe, seconds, source) and one `floor` row per seed: FD of \
-        the same number of exact draws, the floor no sampler can beat at that sample count.
+        the same number of exact draws: the finite-sample reference (FD is biased upward at small n; a sampler's cell \
+        can land below it by chance).
           curves.csv    the same rows as CSV.
           curves.svg    one panel per integrator, NFE on x, FD on y, vanilla and DLG with 95% intervals over seeds, \
         the best point of each labelled, and the floor.
@@ -48,9 +49,11 @@ struct CurvesCommand: ParsableCommand {
         and DLG settings) are skipped. Progress goes to stderr.
 
         EXAMPLES
-          moebench curves                                  # the default sweep (about 4 min on 2 cores, release build)
-          moebench curves --integrators kar1,em --nfe 10,20,50 --seeds 1 --out /tmp/c
+          moebench curves
+          moebench curves --integrators kar1,em --nfe 10,20,50 --seeds 3 --out /tmp/c
           moebench curves --dim 3072 --samples 1000 --chains 100 --dlg on
+
+        The settings and their defaults are those of a profile's [curves] (profiles/README.md): one definition.
         """)
 
     @Option(name: .long, help: "Score source: testbed (exact score) or model (a trained DiT on the digits).")
@@ -77,78 +80,97 @@ struct CurvesCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Comma-separated integrators: kar1, kar2, pf, rk45, rd, em, or all.", valueName: "list"))
     var integrators: String = "all"
 
-    @Option(name: .long, help: ArgumentHelp("Comma-separated NFE budgets per sample (each ≥ 4).", valueName: "list"))
-    var nfe: String = "10,20,50,100,200"
+    @Option(name: .long, help: ArgumentHelp("Comma-separated NFE budgets per sample, each in 4…100000 (default 10,20,50,100).", valueName: "list"))
+    var nfe: String?
 
     @Option(name: .long, help: ArgumentHelp("on (DLG only), off (vanilla only) or both.", valueName: "on|off|both"))
     var dlg: String = "both"
 
-    @Option(name: .long, help: "Samples per cell that FD is computed from (a multiple of --chains).")
-    var samples: Int = 2000
+    @Option(name: .long, help: "Samples per cell that FD is computed from, 2…10000000 (default 1000).")
+    var samples: Int?
 
-    @Option(name: .long, help: "Number of seeds (0, 1, …); FD is reported as a mean with a 95% interval over seeds.")
-    var seeds: Int = 3
+    @Option(name: .long, help: "Number of seeds (0, 1, …), 1…1000; FD is reported as a mean with a 95% interval over seeds.")
+    var seeds: Int = 1
 
-    @Option(name: .long, help: "Batch size of vanilla runs = number of DLG chains (RK45's NFE is batch-coupled).")
-    var chains: Int = 200
+    @Option(name: .long, help: "Batch size of vanilla runs = number of DLG chains, 1…100000, rounded down to a divisor of --samples (default 100).")
+    var chains: Int?
 
     @Option(name: .long, help: "Output directory (created if missing).")
     var out: String = "results/curves"
 
-    @Option(name: .customLong("dlg-eps"), help: "DLG Langevin step ε_main, a variance in data units².")
-    var dlgEps: Double = 0.5
+    @Option(name: .customLong("dlg-eps"), help: "DLG Langevin step ε_main, a variance in data units², 1e-6…100 (default 0.5).")
+    var dlgEps: Double?
 
-    @Option(name: .customLong("dlg-skip-fraction"), help: "Share of a DLG budget spent on Langevin steps, in (0,1).")
-    var dlgSkipFraction: Double = 0.3
+    @Option(name: .customLong("dlg-skip-fraction"), help: "Share of a DLG budget spent on Langevin steps, 0.01…0.99 (default 0.3).")
+    var dlgSkipFraction: Double?
 
-    @Option(name: .long, help: "Testbed dimension d (2…3072).")
-    var dim: Int = 256
+    @Option(name: .long, help: "Testbed dimension d, 2…3072 (default 16).")
+    var dim: Int?
 
-    @Option(name: .long, help: "Testbed mixture components K.")
-    var components: Int = 8
+    @Option(name: .long, help: "Testbed mixture components K, 1…4096 (default 4).")
+    var components: Int?
 
-    @Option(name: .long, help: "Testbed rank r of each component's subspace.")
-    var rank: Int = 8
+    @Option(name: .long, help: "Testbed rank r of each component's subspace, 1…d (default 2).")
+    var rank: Int?
+
+    @Option(name: .customLong("isotropic-std"), help: "Testbed isotropic standard deviation (data units; default 0.05).")
+    var isotropicStd: Double?
 
     @Option(name: .customLong("testbed-seed"), help: "Seed of the testbed's parameters (not of the samplers).")
     var testbedSeed: UInt64 = 0
 
-    @Option(name: .customLong("sigma-max"), help: "σ_max of vanilla runs and of the DLG level set (data units).")
-    var sigmaMax: Double = 50
+    @Option(name: .customLong("sigma-max"), help: "σ_max of vanilla runs and of the DLG level set (data units), 0.05…10000 (default 50).")
+    var sigmaMax: Double?
 
-    @Option(name: .customLong("blas-threads"), help: "OpenBLAS threads. The testbed splits each batch over 2 cores itself and its GEMMs are small, so 1 is fastest.")
+    @Option(name: .customLong("blas-threads"), help: "OpenBLAS threads, 1…256. The testbed splits each batch over 2 cores itself and its GEMMs are small, so 1 is fastest.")
     var blasThreads: Int = 1
 
     @Flag(name: .long, help: "Print the summary as JSON on stdout instead of the table.")
     var json = false
 
+    /// The flags as the one settings type that `[curves]` also fills; every range is checked there.
+    func settings() throws -> CurvesSettings {
+        var c = CurvesSettings.standard
+        c.score = score
+        c.integrators = try parseIntegrators(integrators)
+        if let nfe {
+            c.nfe = try nfe.split(separator: ",").map {
+                guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--nfe: '\($0)' is not an integer") }
+                return v
+            }
+        }
+        guard let mode = DLGMode(rawValue: dlg) else { throw ValidationError("--dlg must be on, off or both, got '\(dlg)'") }
+        c.dlg = mode
+        c.samples = samples ?? c.samples
+        guard CurvesSettings.Limits.seeds.contains(seeds) else { throw ValidationError("--seeds must be in 1…\(CurvesSettings.Limits.seeds.upperBound), got \(seeds)") }
+        c.seeds = (0..<UInt64(seeds)).map { $0 }
+        c.chains = chains ?? c.chains
+        c.dlgEps = dlgEps
+        c.dlgSkipFraction = dlgSkipFraction
+        c.cfgScale = cfgScale.map(Double.init)
+        c.models = score == "model" ? [config] : []
+        c.testbed.dim = dim ?? c.testbed.dim
+        c.testbed.components = components ?? c.testbed.components
+        c.testbed.rank = rank ?? min(c.testbed.rank, c.testbed.dim)
+        c.testbed.isotropicStd = isotropicStd ?? c.testbed.isotropicStd
+        c.testbed.seed = testbedSeed
+        c.testbed.sigmaMax = sigmaMax
+        do { try c.validate() } catch let p as CurvesSettings.Problem { throw ValidationError("\(p.flag): expected \(p.message)") }
+        return c
+    }
+
     func validate() throws {
-        guard ["testbed", "model"].contains(score) else { throw ValidationError("--score: unknown source '\(score)'; available: testbed, model") }
         if score == "model" && weights == nil { throw ValidationError("--score model needs --weights (a trained checkpoint, e.g. from `moebench train`)") }
         if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be between 1 and 256, got \(threads)") }
-        if let cfgScale, !(cfgScale.isFinite && cfgScale >= 0) { throw ValidationError("--cfg-scale must be a finite number ≥ 0") }
-        guard ["on", "off", "both"].contains(dlg) else { throw ValidationError("--dlg must be on, off or both, got '\(dlg)'") }
-        guard (2...3072).contains(dim) else { throw ValidationError("--dim must be in 2…3072, got \(dim)") }
-        guard components >= 1, rank >= 1, rank <= dim else { throw ValidationError("--components ≥ 1 and 1 ≤ --rank ≤ --dim required") }
-        guard seeds >= 1 else { throw ValidationError("--seeds must be ≥ 1") }
-        guard sigmaMax > 0.02 else { throw ValidationError("--sigma-max must exceed 0.02") }
+        guard (1...256).contains(blasThreads) else { throw ValidationError("--blas-threads must be between 1 and 256, got \(blasThreads)") }
+        _ = try settings()
     }
 
     func run() throws {
-        var config = CurveSweepConfig()
-        config.integrators = try parseIntegrators(integrators)
-        config.budgets = try nfe.split(separator: ",").map {
-            guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("--nfe: '\($0)' is not an integer")
-            }
-            return v
-        }
-        config.dlgModes = dlg == "on" ? [true] : dlg == "off" ? [false] : [false, true]
-        config.samples = samples
-        config.seeds = Array(0..<seeds)
-        config.chains = chains
-        config.dlg = DLGBudgetDefaults(epsilon: dlgEps, skipFraction: dlgSkipFraction)
+        let settings = try settings()
+        let config = settings.sweepConfig(chains: settings.chains)
         do { try config.validate() } catch { throw ValidationError("\(error)") }
+        let samples = settings.samples, seeds = settings.seeds.count, chains = config.chains
 
         BLASThreads.set(blasThreads)
         let source: CurveScoreSource
@@ -162,8 +184,8 @@ struct CurvesCommand: ParsableCommand {
                                       heldOut: unit(heldOut), train: unit(train), levelEstimator: estimator, fid: fid)
             title = "NFE vs FD (pixels) of \(model.config.name) on the UCI digits — \(samples) samples, \(seeds) seed(s)"
         } else {
-            let spec = LowRankMixtureSpec(dimension: dim, components: components, rank: rank, seed: testbedSeed)
-            source = TestbedScoreSource(spec: spec, sigmaMax: sigmaMax)
+            let spec = settings.testbedSpec
+            source = TestbedScoreSource(spec: spec, sigmaMax: settings.testbed.sigmaMax ?? 50)
             title = "NFE vs FD on \(spec.label) — \(samples) samples, \(seeds) seed(s)"
         }
         let store = try CurveStore(directory: out)

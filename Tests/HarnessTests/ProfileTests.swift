@@ -122,6 +122,17 @@ final class ProfileTests: XCTestCase {
         assertError(models + "[[codec]]\nshuffle = \"yes\"\n", .wrongType, "codec[0].shuffle", contains: "true or false")
     }
 
+    func testAnEmptyCurvesTableIsTheStandardSettingsTheCommandAlsoStartsFrom() throws {
+        let p = try Profile.parse(toml: "[curves]\n", file: "p.toml")
+        XCTAssertEqual(p.curves, CurvesSettings.standard)
+        XCTAssertNoThrow(try CurvesSettings.standard.validate())
+        XCTAssertEqual(CurvesSettings.Problem(key: "testbed.sigma_max", message: "").flag, "--sigma-max")
+        XCTAssertEqual(CurvesSettings.Problem(key: "dlg_skip_fraction", message: "").flag, "--dlg-skip-fraction")
+        let c = CurvesSettings.standard.sweepConfig(chains: 300)   // 1000 samples: the largest divisor ≤ 300 is 250
+        XCTAssertEqual(c.chains, 250)
+        XCTAssertEqual(c.budgets, [10, 20, 50, 100])
+    }
+
     func testBadValues() {
         assertError(models + "[cost]\nmodels = [\"moe\"]\nbatch_sizes = [1, 2, 0]\n", .badValue, "cost.batch_sizes[2]",
                     contains: "expected a batch size ≥ 1, found 0")
@@ -138,7 +149,9 @@ final class ProfileTests: XCTestCase {
         assertError(models + "[[models]]\nid = \"moe\"\nbuiltin = \"DiT-S/2\"\n", .badValue, "models[2].id", contains: "duplicate")
         assertError(models + "[curves]\nintegrators = [\"heun\"]\n", .badValue, "curves.integrators[0]", contains: "\"kar1\"")
         assertError(models + "[curves]\nnfe = []\n", .badValue, "curves.nfe", contains: "non-empty")
-        assertError(models + "[curves.testbed]\ndim = 4\nrank = 5\n", .badValue, "curves.testbed.rank", contains: "1...dim")
+        assertError(models + "[curves]\nnfe = [10, 3]\n", .badValue, "curves.nfe[1]", contains: "4...100000")
+        assertError(models + "[curves]\ndlg_eps = -1\n", .badValue, "curves.dlg_eps", contains: "1e-06…100.0")
+        assertError(models + "[curves.testbed]\ndim = 4\nrank = 5\n", .badValue, "curves.testbed.rank", contains: "1…dim")
         assertError(models + "[load_balance]\nmodel = \"moe\"\nheatmap_layers = [12]\n", .badValue,
                     "load_balance.heatmap_layers[0]", contains: "0...11")
         assertError(models + "[cost]\nmodels = [\"moe\"]\nexecution = [\"in_process\", \"cluster\"]\n", .badValue,

@@ -153,36 +153,3 @@ public struct LoadBalanceSuite: Codable, Equatable, Sendable {
 
 public enum DLGMode: String, Codable, CaseIterable, Sendable { case on, off, both }
 
-public struct TestbedSettings: Codable, Equatable, Sendable {
-    /// Data dimension d (2…3072).
-    public var dim: Int
-    /// Mixture components.
-    public var components: Int
-    /// Rank of each component's low-rank covariance part.
-    public var rank: Int
-    /// Standard deviation of the isotropic part (data units).
-    public var isotropicStd: Double
-    /// Seed of the mixture's parameters.
-    public var seed: UInt64
-}
-
-public struct CurvesSettings: Codable, Equatable, Sendable {
-    /// Score source: "testbed" (exact score) or "model" (trained digits models, with the testbed as a second panel).
-    public var score: String
-    public var integrators: [IntegratorKind]
-    /// NFE budgets (each mapped to the method's own step parameter; rows record the NFE actually counted).
-    public var nfe: [Int]
-    public var dlg: DLGMode
-    /// Samples per cell for the Fréchet distance.
-    public var samples: Int
-    public var seeds: [UInt64]
-    public var testbed: TestbedSettings
-    /// score = "model": model ids sampled, drawn on one NFE–FD figure (e.g. the MoE and its dense twin).
-    public var models: [String] = []
-    /// score = "model": where the MoE models' routed experts run.
-    public var execution: ExecutionMode = .inProcess
-    /// score = "model": classifier-free guidance scale (nil: conditional only).
-    public var cfgScale: Double?
-    /// score = "model": batch of vanilla runs and number of DLG chains.
-    public var chains: Int = 100
-}

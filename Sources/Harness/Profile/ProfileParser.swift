@@ -241,40 +241,42 @@ extension Profile {
         return enabled ? out : nil
     }
 
+    /// `[curves]`: keys named as CurvesSettings' fields (snake_case), absent keys from `CurvesSettings.standard`,
+    /// every rule checked by `CurvesSettings.validate` (the same as `moebench curves`).
     static func parseCurves(_ t: TOMLReader) throws -> CurvesSettings? {
         var r = t
         let enabled = try r.bool("enabled") ?? true
-        let score = try r.string("score") ?? "testbed"
-        guard score == "testbed" || score == "model" else {
-            throw r.error(.badValue, r.keyPath("score"), "expected \"testbed\" or \"model\", found \"\(score)\"")
-        }
-        let models = try r.stringArray("models") ?? []
-        if score == "model" && models.isEmpty {
-            throw r.error(.badValue, r.keyPath("models"), "score = \"model\" needs models = [\"<model id>\", …]")
-        }
+        let d = CurvesSettings.standard
+        typealias L = CurvesSettings.Limits
         var tb = try r.table("testbed") ?? TOMLReader(TOMLTable(), file: r.file, path: r.keyPath("testbed"))
-        let dim = try tb.int("dim", in: 2...3072, "a dimension in 2...3072") ?? 16
+        let any = Int.min...Int.max, real = { (_: Double) in true }
         let testbed = TestbedSettings(
-            dim: dim,
-            components: try tb.int("components", in: 1...4096, "a component count ≥ 1") ?? 4,
-            rank: try tb.int("rank", in: 1...dim, "a rank in 1...dim (\(dim))") ?? min(2, dim),
-            isotropicStd: try tb.double("isotropic_std", { $0 > 0 }, "a standard deviation > 0") ?? 0.05,
-            seed: UInt64(try tb.int("seed", in: 0...Int.max, "a seed ≥ 0") ?? 0))
-        try tb.finish(known: ["dim", "components", "rank", "isotropic_std", "seed"])
+            dim: try tb.int("dim", in: L.dim, "a dimension in \(L.dim)") ?? d.testbed.dim,
+            components: try tb.int("components", in: L.components, "a component count in \(L.components)") ?? d.testbed.components,
+            rank: try tb.int("rank", in: any, "an integer") ?? d.testbed.rank,
+            isotropicStd: try tb.double("isotropic_std", real, "a number") ?? d.testbed.isotropicStd,
+            seed: UInt64(try tb.int("seed", in: 0...Int.max, "a seed ≥ 0") ?? Int(d.testbed.seed)),
+            sigmaMax: try tb.double("sigma_max", real, "a number"))
+        try tb.finish(known: ["dim", "components", "rank", "isotropic_std", "seed", "sigma_max"])
         let out = CurvesSettings(
-            score: score,
-            integrators: try r.choiceArray("integrators", IntegratorKind.self) ?? IntegratorKind.allCases,
-            nfe: try r.intArray("nfe", in: 2...100_000, "an NFE budget ≥ 2") ?? [10, 20, 50, 100],
-            dlg: try r.choice("dlg", DLGMode.self) ?? .both,
-            samples: try r.int("samples", in: 2...10_000_000, "a sample count ≥ 2") ?? 1000,
-            seeds: try seeds(&r, "seeds") ?? [0],
+            score: try r.string("score") ?? d.score,
+            integrators: try r.choiceArray("integrators", IntegratorKind.self) ?? d.integrators,
+            nfe: try r.intArray("nfe", in: L.nfe, "an NFE budget in \(L.nfe)") ?? d.nfe,
+            dlg: try r.choice("dlg", DLGMode.self) ?? d.dlg,
+            samples: try r.int("samples", in: L.samples, "a sample count in \(L.samples)") ?? d.samples,
+            seeds: try seeds(&r, "seeds") ?? d.seeds,
             testbed: testbed,
-            models: models,
-            execution: try r.choice("execution", ExecutionMode.self) ?? .inProcess,
-            cfgScale: try r.double("cfg_scale", { $0 >= 0 && $0 <= 100 }, "a guidance scale in 0...100"),
-            chains: try r.int("chains", in: 1...100_000, "a chain count ≥ 1") ?? 100)
+            models: try r.stringArray("models") ?? d.models,
+            execution: try r.choice("execution", ExecutionMode.self) ?? d.execution,
+            cfgScale: try r.double("cfg_scale", real, "a number"),
+            chains: try r.int("chains", in: L.chains, "a chain count in \(L.chains)") ?? d.chains,
+            dlgEps: try r.double("dlg_eps", real, "a number"),
+            dlgSkipFraction: try r.double("dlg_skip_fraction", real, "a number"))
         try r.finish(known: ["enabled", "score", "integrators", "nfe", "dlg", "samples", "seeds", "testbed", "models",
-                             "execution", "cfg_scale", "chains"])
+                             "execution", "cfg_scale", "chains", "dlg_eps", "dlg_skip_fraction"])
+        do { try out.validate() } catch let p as CurvesSettings.Problem {
+            throw r.error(.badValue, r.keyPath(p.key), "expected " + p.message)
+        }
         return enabled ? out : nil
     }
 }

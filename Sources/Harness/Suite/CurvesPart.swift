@@ -18,22 +18,11 @@ enum CurvesPart {
         return try runModels(settings, store: store, progress: progress, provider: models, testbed: testbed)
     }
 
-    static func sweepConfig(_ settings: CurvesSettings, chains: Int) -> CurveSweepConfig {
-        var config = CurveSweepConfig()
-        config.integrators = settings.integrators
-        config.budgets = settings.nfe
-        config.dlgModes = settings.dlg == .on ? [true] : settings.dlg == .off ? [false] : [false, true]
-        config.samples = settings.samples
-        config.seeds = settings.seeds.map { Int($0) }
-        config.chains = (1...max(1, min(chains, settings.samples))).last { settings.samples % $0 == 0 } ?? 1
-        return config
-    }
-
     /// The trained models' sweeps (one store per model under curves/<id>/, samples and PNG grids beside it), one
     /// comparison figure, and the testbed part's tables and figure kept as the exact-ground-truth panel.
     static func runModels(_ settings: CurvesSettings, store: ResultsStore, progress: Progress, provider: ModelProvider,
                           testbed: ResultPart) throws -> ResultPart {
-        let config = sweepConfig(settings, chains: settings.chains)
+        let config = settings.sweepConfig(chains: settings.chains)
         let (train, heldOut) = try DigitsDataset.bundled().split()
         func unit(_ d: DigitsDataset) -> [Float] { d.pixels.map { ($0 + 1) / 2 } }
         let (estimator, fid) = try ModelScoreSource.bundledInstruments()
@@ -134,10 +123,9 @@ enum CurvesPart {
         // Chains run in parallel and each emits samples/chains draws; DLG's one-off warm-up (~57 NFE per chain) is
         // amortised over those draws, so keep ≥ 20 draws per chain: the largest divisor of `samples` that is at most
         // samples/20 (and the runner's default chain count).
-        let config = sweepConfig(settings, chains: max(1, min(CurveSweepConfig().chains, settings.samples / 20)))
-        let t = settings.testbed
-        let spec = LowRankMixtureSpec(dimension: t.dim, components: t.components, rank: t.rank, isotropicStd: t.isotropicStd, seed: t.seed)
-        let source = TestbedScoreSource(spec: spec)
+        let config = settings.sweepConfig(chains: max(1, min(settings.chains, settings.samples / 20)))
+        let spec = settings.testbedSpec
+        let source = TestbedScoreSource(spec: spec, sigmaMax: settings.testbed.sigmaMax ?? 50)
         let dir = store.directory.appendingPathComponent("curves")
         let curveStore = try CurveStore(directory: dir.path)
         let sweep = try CurveSweep(source: source, config: config, store: curveStore) { progress.say("curves: " + $0) }
