@@ -47,8 +47,12 @@ struct ClusterCommand: ParsableCommand {
 
         @OptionGroup var model: ModelOptions
 
-        @Option(help: "Seconds to wait for every worker to become ready.")
+        @Option(help: "Seconds to wait for every worker to become ready, 1…3600.")
         var timeout: Double = 120
+
+        func validate() throws {
+            guard timeout.isFinite, (1...3600).contains(timeout) else { throw ValidationError("--timeout must be between 1 and 3600 seconds, got \(timeout)") }
+        }
 
         func run() throws {
             let cfg = try model.resolveConfig()

@@ -62,7 +62,7 @@ struct Forward: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be between 1 and 256, got \(threads)") }
         if let cfgScale, !cfgScale.isFinite { throw ValidationError("--cfg-scale must be a finite number") }
     }
 

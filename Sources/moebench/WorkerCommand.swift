@@ -40,8 +40,13 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Worker name reported to coordinators (default: the listen address).")
     var name: String?
 
-    @Option(name: .customLong("max-frame-mib"), help: "Largest accepted frame payload in MiB.")
+    @Option(name: .customLong("max-frame-mib"), help: "Largest accepted frame payload in MiB, 1…4096.")
     var maxFrameMiB: Int = 256
+
+    func validate() throws {
+        guard (-1...4095).contains(numaNode) else { throw ValidationError("--numa-node must be -1 (do not bind) or a node number 0…4095, got \(numaNode)") }
+        guard (1...4096).contains(maxFrameMiB) else { throw ValidationError("--max-frame-mib must be between 1 and 4096, got \(maxFrameMiB)") }
+    }
 
     func run() throws {
         BLASThreads.set(1)

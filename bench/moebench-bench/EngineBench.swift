@@ -49,6 +49,12 @@ struct EngineBench: ParsableCommand {
     @Flag(help: "Print JSON lines instead of the table.")
     var json = false
 
+    func validate() throws {
+        guard !batches.isEmpty, batches.allSatisfy((1...1024).contains) else { throw ValidationError("--batches must be between 1 and 1024, got \(batches)") }
+        guard (1...10_000).contains(iterations) else { throw ValidationError("--iterations must be between 1 and 10000, got \(iterations)") }
+        guard threads == nil || (1...256).contains(threads!) else { throw ValidationError("--threads must be between 1 and 256, got \(threads!)") }
+    }
+
     struct Setup: Hashable {
         let backend: GEMMBackend
         let precision: ComputePrecision

@@ -15,11 +15,15 @@ struct PeakBench: ParsableCommand {
         a kernel without AVX-512 on an AVX-512 CPU, a warning.
         """)
 
-    @Option(help: "Runs per measurement (about 35 ms each for FP32, 17 ms for BF16).")
+    @Option(help: "Runs per measurement (about 35 ms each for FP32, 17 ms for BF16), 1…1000.")
     var repeats: Int = 7
 
     @Flag(help: "Print JSON lines instead of the table.")
     var json = false
+
+    func validate() throws {
+        guard (1...1000).contains(repeats) else { throw ValidationError("--repeats must be between 1 and 1000, got \(repeats)") }
+    }
 
     func run() throws {
         let peaks = MachinePeaks.measure(repeats: repeats)
@@ -94,6 +98,11 @@ struct ThreadingBench: ParsableCommand {
 
     @Option(help: "Timed rounds per measurement; the median is reported.")
     var repeats: Int = 9
+
+    func validate() throws {
+        guard (1...1000).contains(repeats) else { throw ValidationError("--repeats must be between 1 and 1000, got \(repeats)") }
+        guard threads == nil || (1...256).contains(threads!) else { throw ValidationError("--threads must be between 1 and 256, got \(threads!)") }
+    }
 
     static let shapes: [(name: String, m: Int, k: Int, n: Int)] = [
         ("qkv", 2048, 384, 1152), ("proj", 2048, 384, 384), ("expert gate/up", 512, 384, 3072),

@@ -21,6 +21,12 @@ struct SamplerOverhead: ParsableCommand {
     @Option(help: "Repetitions; medians are reported.") var reps: Int = 5
     @Flag(help: "Print JSON instead of the table.") var json = false
 
+    func validate() throws {
+        guard (1...1 << 20).contains(dim), (1...1024).contains(batch), (1...1000).contains(reps) else {
+            throw ValidationError("--dim 1…1048576, --batch 1…1024 and --reps 1…1000 expected, got \(dim), \(batch), \(reps)")
+        }
+    }
+
     final class TimedLinear: Denoiser {
         let dimension: Int
         var inside: Double = 0
