@@ -50,10 +50,15 @@ public final class SafetensorsFile: @unchecked Sendable {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw DiTError.io(path: path, reason: "cannot stat") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            mapping = nil; fileSize = 0
+            throw DiTError.io(path: path, reason: (st.st_mode & S_IFMT) == S_IFDIR
+                ? "is a directory; give the .safetensors file inside it (e.g. \(path)/ema.safetensors)" : "not a regular file")
+        }
         fileSize = Int(st.st_size)
         guard fileSize >= 8 else {
             mapping = nil
-            throw DiTError.badSafetensors(path: path, reason: "file is \(fileSize) bytes, shorter than the 8-byte header length")
+            throw DiTError.badSafetensors(path: path, reason: fileSize == 0 ? "the file is empty" : "file is \(fileSize) bytes, shorter than the 8-byte header length")
         }
         let m = mmap(nil, fileSize, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let m, m != MAP_FAILED else {
@@ -70,6 +75,13 @@ public final class SafetensorsFile: @unchecked Sendable {
     }
 
     private func parse(_ base: UnsafeRawPointer) throws {
+        // A safetensors header is JSON right after its 8-byte length. Without that '{', a PyTorch checkpoint
+        // (torch.save: a zip archive "PK\u{3}\u{4}", or from old versions a raw pickle 0x80 <protocol 2…5>) is the
+        // usual mistake.
+        let b = (0..<2).map { base.load(fromByteOffset: $0, as: UInt8.self) }
+        if fileSize > 8, base.load(fromByteOffset: 8, as: UInt8.self) != UInt8(ascii: "{"), (b[0] == 0x50 && b[1] == 0x4B) || (b[0] == 0x80 && (2...5).contains(b[1])) {
+            throw DiTError.badSafetensors(path: path, reason: "this is a PyTorch checkpoint (.pt/.pth), not safetensors; convert it with `python3 tools/convert_checkpoint.py \(path) out.safetensors` (needs torch)")
+        }
         let headerLength = Int(clamping: UInt64(littleEndian: base.loadUnaligned(as: UInt64.self)))
         guard headerLength > 0, headerLength <= fileSize - 8 else {
             throw DiTError.badSafetensors(path: path, reason: "header length \(headerLength) does not fit in a \(fileSize)-byte file")

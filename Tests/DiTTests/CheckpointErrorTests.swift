@@ -78,6 +78,20 @@ final class CheckpointErrorTests: XCTestCase {
         }
     }
 
+    /// What users actually pass by mistake: a PyTorch checkpoint (zip or raw pickle), a directory, an empty file.
+    func testPyTorchCheckpointsDirectoriesAndEmptyFilesGetAHint() throws {
+        let zip = scratch.appendingPathComponent("model.pt").path
+        try (Data([0x50, 0x4B, 0x03, 0x04]) + Data(count: 600)).write(to: URL(fileURLWithPath: zip))
+        let pickle = scratch.appendingPathComponent("old.pth").path
+        try (Data([0x80, 0x02]) + Data(count: 100)).write(to: URL(fileURLWithPath: pickle))
+        let empty = scratch.appendingPathComponent("empty.safetensors").path
+        try Data().write(to: URL(fileURLWithPath: empty))
+        for (path, fragment) in [(zip, "tools/convert_checkpoint.py"), (pickle, "PyTorch checkpoint"), (empty, "the file is empty"),
+                                 (scratch.path, "is a directory")] {
+            XCTAssertThrowsError(try SafetensorsFile(path: path), path) { XCTAssertTrue("\($0)".contains(fragment), "\($0)") }
+        }
+    }
+
     /// Headers with non-integer offsets or sizes that overflow are errors, not traps.
     func testHostileHeadersAreErrors() throws {
         let headers = [
