@@ -37,7 +37,7 @@ struct ClusterCommand: ParsableCommand {
         var secretPath: String { secretFile ?? ClusterRuntime.defaultSecretPath(forHosts: hosts) }
 
         func loadHosts() throws -> HostsFile {
-            do { return try HostsFile.load(path: hosts) } catch let e as HostsFileError { throw ValidationError(e.description) }
+            do { return try HostsFile.load(path: hosts) } catch let e as HostsFileError { throw RuntimeError(e.description) }
         }
     }
 
@@ -61,8 +61,8 @@ struct ClusterCommand: ParsableCommand {
                 let cluster = try LocalCluster(hostsPath: common.hosts, secretPath: common.secretPath)
                 try cluster.up(configArgument: model.config, config: cfg, weights: model.weights, seed: model.seed, timeout: timeout,
                                workerArguments: model.computeArguments) { print($0) }
-            } catch let e as HostsFileError { throw ValidationError(e.description) }
-            catch let e as ClusterError { throw ValidationError("\(e)") }
+            } catch let e as HostsFileError { throw RuntimeError(e.description) }
+            catch let e as ClusterError { throw RuntimeError("\(e)") }
         }
     }
 
@@ -73,7 +73,7 @@ struct ClusterCommand: ParsableCommand {
         func run() throws {
             do {
                 try LocalCluster(hostsPath: common.hosts, secretPath: common.secretPath).down { print($0) }
-            } catch let e as HostsFileError { throw ValidationError(e.description) }
+            } catch let e as HostsFileError { throw RuntimeError(e.description) }
         }
     }
 

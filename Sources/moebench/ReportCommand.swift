@@ -32,7 +32,7 @@ struct ReportCommand: ParsableCommand {
                 print("wrote \(out.path) (\(doc.parts.count) parts, suite \(doc.status))")
             }
         } catch let e as ResultsError {
-            throw ValidationError(e.description)
+            throw RuntimeError(e.description)
         }
     }
 }

@@ -81,7 +81,7 @@ struct WorkerCommand: ParsableCommand {
         } catch let e as DiTError {
             throw RuntimeError(e.description)
         } catch let e as NUMAError {
-            throw ValidationError("--numa-node \(numaNode): \(e)")
+            throw RuntimeError("--numa-node \(numaNode): \(e)")
         } catch let e as WireError {
             throw RuntimeError("\(e)")
         } catch let e as ClusterError {
