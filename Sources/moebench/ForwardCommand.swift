@@ -9,7 +9,7 @@ struct Forward: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one DiT-MoE or dense DiT forward pass on a batch and write the outputs.",
         discussion: """
-        Compares the engine with the PyTorch reference. The input file
+        Compares the engine with the PyTorch reference. The input file \
         (safetensors) holds:
           x  [B, C, H, W] F32  latents (C = in_channels, H = W = input_size)
           t  [B] F32           timesteps in the checkpoint's own units
@@ -20,8 +20,8 @@ struct Forward: ParsableCommand {
           routing.<i>.experts  [B·T, K] I32, MoE layer i, (sample, token) order
           routing.<i>.weights  [B·T, K] F32 gate probabilities, slots sorted
                                by weight, descending
-        With --cfg-scale S the batch is 2n (conditional half, then the
-        unconditional half with y = num_classes) and `out` is upstream's
+        With --cfg-scale S the batch is 2n (conditional half, then the \
+        unconditional half with y = num_classes) and `out` is upstream's \
         forward_with_cfg: guidance on channels 0–2, other channels per half.
 
         Examples:

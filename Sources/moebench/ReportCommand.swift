@@ -7,9 +7,9 @@ struct ReportCommand: ParsableCommand {
         commandName: "report",
         abstract: "Re-render index.html of a results directory from its results.json, CSV and SVG files.",
         discussion: """
-            DIR is a directory written by `moebench suite`, e.g. results/20260101-120000-default. The page is
-            self-contained (inline CSS and SVG, no scripts, no network) and shows every table and figure named in
-            results.json together with the run's metadata. Works on an interrupted suite too: it shows the parts
+            DIR is a directory written by `moebench suite`, e.g. results/20260101-120000-default. The page is \
+            self-contained (inline CSS and SVG, no scripts, no network) and shows every table and figure named in \
+            results.json together with the run's metadata. Works on an interrupted suite too: it shows the parts \
             that finished. The results.json format is documented in docs/results.md.
             """)
 

@@ -8,28 +8,27 @@ struct Suite: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a benchmark suite from a profile and write results, figures and an HTML report.",
         discussion: """
-        PROFILE is a TOML file (schema: profiles/README.md). Without it the
-        embedded default runs (identical to profiles/default.toml): dense
-        versus MoE cost in-process and on the local cluster of `hosts`,
-        expert load balance over a short sampling run, and an NFE–FD sweep
-        of the samplers on the exact-score testbed — about 5 minutes on 2
-        cores.
+        PROFILE is a TOML file (schema: profiles/README.md). Without it the embedded default runs \
+        (profiles/default.toml) on the digits models moebench trained and ships: dense versus MoE cost in-process \
+        and on the local cluster of `hosts`, expert load balance with routing verdicts and the balance-loss \
+        ablations, and NFE–FID-digits curves of DLG against the six integrators on the MoE served by the cluster \
+        and on its dense twin, with the exact-score testbed as a second panel — about 5 minutes on 2 cores.
 
-        Output: <results>/<yyyyMMdd-HHmmss>-<profile>/ with results.json
-        (schema: docs/results.md), one CSV per table, SVG figures and
-        index.html (self-contained: opens offline in any browser). Each part
-        is written as soon as it finishes, so an interrupted suite keeps what
-        it finished; `moebench report DIR` re-renders index.html. Progress
-        goes to stderr, the summary table to stdout (--json: the results
+        Output: <results>/<yyyyMMdd-HHmmss>-<profile>/ with results.json \
+        (schema: docs/results.md), one CSV per table, SVG figures and \
+        index.html (self-contained: opens offline in any browser). Each part \
+        is written as soon as it finishes, so an interrupted suite keeps what \
+        it finished; `moebench report DIR` re-renders index.html. Progress \
+        goes to stderr, the summary table to stdout (--json: the results \
         document instead). Exit status 1 when a part failed.
 
-        Ctrl-C (or SIGTERM) stops cleanly: finished parts and cells stay
-        on disk, results.json says "interrupted", the workers the suite
-        started are stopped, and `moebench suite [PROFILE] --resume DIR`
+        Ctrl-C (or SIGTERM) stops cleanly: finished parts and cells stay \
+        on disk, results.json says "interrupted", the workers the suite \
+        started are stopped, and `moebench suite [PROFILE] --resume DIR` \
         continues where it stopped. A second Ctrl-C exits at once.
 
-        Relative paths inside a profile (hosts, configs, weights) are
-        resolved from the profile's own directory (the embedded default's
+        Relative paths inside a profile (hosts, configs, weights) are \
+        resolved from the profile's own directory (the embedded default's \
         from the checkout's profiles/), and checked before anything runs.
         """)
 

@@ -11,11 +11,11 @@ struct WorkerCommand: ParsableCommand {
         commandName: "worker",
         abstract: "Serve a DiT-MoE's routed experts to a coordinator, bound to one NUMA node.",
         discussion: """
-        Loads only the listed experts (of every MoE layer), binds its threads and memory to --numa-node with
-        libnuma and checks that it worked (the node of the CPU it runs on and of its weight pages), then serves
-        coordinators over TCP, one thread per connection. Peers must prove the shared secret in --secret-file;
-        anything malformed gets an ERROR and loses its connection while the others keep being served. STATS reports
-        rows served and compute time per expert. A SHUTDOWN from an authenticated peer ends the process.
+        Loads only the listed experts (of every MoE layer), binds its threads and memory to --numa-node with \
+        libnuma and checks that it worked (the node of the CPU it runs on and of its weight pages), then serves \
+        coordinators over TCP, one thread per connection. Peers must prove the shared secret in --secret-file; \
+        anything malformed gets an ERROR and loses its connection while the others keep being served. STATS reports \
+        rows served and compute time per expert. A SHUTDOWN from an authenticated peer ends the process. \
         Usually started for you by `moebench cluster up` from a hosts file.
 
         Example:

@@ -20,14 +20,9 @@ do {
 }
 do {
     try command.run()
-} catch let error as ValidationError {
-    Moebench.exit(withError: error)
-} catch let error as ExitCode {
-    Moebench.exit(withError: error)
-} catch let error as CleanExit {
-    Moebench.exit(withError: error)
 } catch {
-    let text = "\(error)"
-    FileHandle.standardError.write(Data("moebench: error: \(text.replacingOccurrences(of: "\n", with: " "))\n".utf8))
+    // Help, --version, ValidationError and ExitCode keep ArgumentParser's handling (their exit codes are not 1).
+    if Moebench.exitCode(for: error) != .failure { Moebench.exit(withError: error) }
+    FileHandle.standardError.write(Data("moebench: error: \("\(error)".replacingOccurrences(of: "\n", with: " "))\n".utf8))
     exit(1)
 }

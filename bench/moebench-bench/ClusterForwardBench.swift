@@ -11,13 +11,13 @@ struct ClusterForwardBench: ParsableCommand {
         commandName: "cluster-forward",
         abstract: "DiT-MoE forward on expert workers vs in-process, with the routed-expert time split.",
         discussion: """
-        Alternates the in-process forward (the baseline) and the same forward with its routed experts on workers,
-        --iterations pairs after a warm-up of each, and prints the median ms of each and the median of the per-pair
-        ratios (alternating keeps a shared machine's drifting load from favouring either side). The cluster's routed-expert
-        time is split along the critical path of each layer into compute (worker GEMMs), codec (coordinator gather/
-        encode/decode/scatter plus worker decode/encode), transfer (round trip minus worker compute and codec) and
-        waiting (the rest). Without --hosts, two workers (experts 0-3 and 4-7) are started inside this process on
-        loopback ports (--replicate: both load all experts); with --hosts, the workers of that file are used (start them with `moebench cluster up`
+        Alternates the in-process forward (the baseline) and the same forward with its routed experts on workers, \
+        --iterations pairs after a warm-up of each, and prints the median ms of each and the median of the per-pair \
+        ratios (alternating keeps a shared machine's drifting load from favouring either side). The cluster's routed-expert \
+        time is split along the critical path of each layer into compute (worker GEMMs), codec (coordinator gather/ \
+        encode/decode/scatter plus worker decode/encode), transfer (round trip minus worker compute and codec) and \
+        waiting (the rest). Without --hosts, two workers (experts 0-3 and 4-7) are started inside this process on \
+        loopback ports (--replicate: both load all experts); with --hosts, the workers of that file are used (start them with `moebench cluster up` \
         with the same --config and --seed). Also reports max |difference| to the in-process output.
         """)
 

@@ -8,10 +8,10 @@ struct PeakBench: ParsableCommand {
         commandName: "peak",
         abstract: "The physical FP32 FMA and BF16 dot-product peaks of this CPU, per core and on all cores.",
         discussion: """
-        Register-only instruction streams (CPeak): 24 vfmadd231ps zmm per loop trip on 12 independent accumulators
-        (32 FLOP each), and the same with vdpbf16ps zmm (64 FLOP each), one thread pinned per CPU. Prints the best
-        and the median of --repeats runs; the best is the ceiling other benchmarks report against. Prints "not
-        supported" for a precision the CPU lacks. Also prints the OpenBLAS kernel and, when OPENBLAS_CORETYPE forces
+        Register-only instruction streams (CPeak): 24 vfmadd231ps zmm per loop trip on 12 independent accumulators \
+        (32 FLOP each), and the same with vdpbf16ps zmm (64 FLOP each), one thread pinned per CPU. Prints the best \
+        and the median of --repeats runs; the best is the ceiling other benchmarks report against. Prints "not \
+        supported" for a precision the CPU lacks. Also prints the OpenBLAS kernel and, when OPENBLAS_CORETYPE forces \
         a kernel without AVX-512 on an AVX-512 CPU, a warning.
         """)
 
@@ -84,12 +84,12 @@ struct ThreadingBench: ParsableCommand {
         commandName: "threading",
         abstract: "oneDNN with its own OpenMP team versus the engine's workers calling single-threaded primitives.",
         discussion: """
-        For each DiT-MoE-S/2-8E2A GEMM shape (batch 8: attention projections on 2048 rows, routed experts on 512 and
+        For each DiT-MoE-S/2-8E2A GEMM shape (batch 8: attention projections on 2048 rows, routed experts on 512 and \
         64 rows, the shared expert on 2048) and precision, the median GFLOP/s of y = x·Wᵀ on packed weights:
           workers   the rows split over --threads engine workers, each calling a single-threaded primitive
                     (the engine's model);
           openmp    one call from one thread, oneDNN running an OpenMP team of --threads.
-        Then the CPU time the process burns in the 200 ms after a call, while it is idle: the spin of OpenMP
+        Then the CPU time the process burns in the 200 ms after a call, while it is idle: the spin of OpenMP \
         workers waiting for more work, which would take a core from the engine's other workers or the event loop.
         """)
 

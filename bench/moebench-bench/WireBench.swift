@@ -82,9 +82,9 @@ struct CodecBench: ParsableCommand {
         commandName: "codec",
         abstract: "Shard codec MB/s and ratio for F32/BF16/F16 × shuffle × LZ4, beside memcpy and the checksums.",
         discussion: """
-        Speeds are in MB/s of F32 input (10^6 bytes of the original floats per second), medians over --iterations.
-        Ratio = stored bytes / F32 bytes, so a cast alone gives 0.5. `--source engine` captures the routed-expert
-        input and output shards of every MoE layer of one forward of --config (seeded random weights unless
+        Speeds are in MB/s of F32 input (10^6 bytes of the original floats per second), medians over --iterations. \
+        Ratio = stored bytes / F32 bytes, so a cast alone gives 0.5. `--source engine` captures the routed-expert \
+        input and output shards of every MoE layer of one forward of --config (seeded random weights unless \
         --weights), and also prints the LZ4 ratio per layer.
         """)
 
@@ -222,11 +222,11 @@ struct WireRoundTripBench: ParsableCommand {
         commandName: "wire-rtt",
         abstract: "Round-trip latency (p50/p99) and goodput by message size over loopback: Wire frames vs raw TCP.",
         discussion: """
-        For each size, a client thread sends a message and a server thread echoes it back, --iterations times (at
-        least 20, sized to about 64 MiB per size), split into --rounds blocks in which the variants take turns. `raw` is a plain blocking TCP ping-pong of the same bytes with no
-        header or checksum; `wire` is a PING frame answered by a PONG frame through WireConnection (32-byte header,
-        CRC32C of the payload computed by the sender and verified by the receiver, both directions, payload sent
-        from the caller's memory); `wire-nock` is the same with the payload checksum omitted (flag bit 0).
+        For each size, a client thread sends a message and a server thread echoes it back, --iterations times (at \
+        least 20, sized to about 64 MiB per size), split into --rounds blocks in which the variants take turns. `raw` is a plain blocking TCP ping-pong of the same bytes with no \
+        header or checksum; `wire` is a PING frame answered by a PONG frame through WireConnection (32-byte header, \
+        CRC32C of the payload computed by the sender and verified by the receiver, both directions, payload sent \
+        from the caller's memory); `wire-nock` is the same with the payload checksum omitted (flag bit 0). \
         Goodput = 2 × size / median round trip.
         """)
 
