@@ -54,7 +54,12 @@ final class CurvesTests: XCTestCase {
         XCTAssertEqual(summary.floor?.count, 2)
         let svg = summary.figure(title: "t").svg()
         XCTAssertTrue(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"))
-        XCTAssertTrue(svg.contains("with DLG") && svg.contains("floor (exact draws)"))
+        XCTAssertTrue(svg.contains("with DLG") && svg.contains("exact draws at this n"))
+        // One panel per integrator plus the best-sampler panel; NFE on a log axis everywhere; DLG's warm-up-inclusive
+        // points as hollow triangles.
+        XCTAssertTrue(svg.contains("Best sampler per NFE"))
+        XCTAssertEqual(svg.components(separatedBy: "NFE per sample (log)").count - 1, 3)
+        XCTAssertTrue(svg.contains("DLG incl. warm-up") && svg.contains("<polygon"))
 
         try "{not json}\n".write(toFile: dir + "/curves.jsonl", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try CurveStore(directory: dir)) { e in

@@ -16,10 +16,14 @@ public struct PlotPoint: Sendable, Equatable {
     /// Optional error bar (absolute bounds).
     public var yLow: Double?
     public var yHigh: Double?
-    public init(x: Double, y: Double, yLow: Double? = nil, yHigh: Double? = nil) {
-        self.x = x; self.y = y; self.yLow = yLow; self.yHigh = yHigh
+    /// A short text drawn beside the point (e.g. which sampler it is).
+    public var label: String?
+    public init(x: Double, y: Double, yLow: Double? = nil, yHigh: Double? = nil, label: String? = nil) {
+        self.x = x; self.y = y; self.yLow = yLow; self.yHigh = yHigh; self.label = label
     }
 }
+
+public enum PlotMarker: Sendable, Equatable { case circle, hollowTriangle, square }
 
 public struct PlotSeries: Sendable {
     public var name: String
@@ -30,10 +34,14 @@ public struct PlotSeries: Sendable {
     public var markers: Bool
     /// Mark and label the point with the smallest y ("y @ x").
     public var labelBest: Bool
+    public var marker: PlotMarker
+    /// Draw the points only, no connecting line.
+    public var pointsOnly: Bool
     public init(name: String, points: [PlotPoint], color: String, dashed: Bool = false, markers: Bool = true,
-                labelBest: Bool = false) {
+                labelBest: Bool = false, marker: PlotMarker = .circle, pointsOnly: Bool = false) {
         self.name = name; self.points = points; self.color = color
         self.dashed = dashed; self.markers = markers; self.labelBest = labelBest
+        self.marker = marker; self.pointsOnly = pointsOnly
     }
 }
 
@@ -72,8 +80,10 @@ public struct LinePlot: Sendable {
     /// The whole figure as an SVG document.
     public func svg() -> String {
         let rows = (panels.count + columns - 1) / columns
-        let top = 64.0
-        let width = Double(columns) * panelWidth, height = top + Double(rows) * panelHeight + 8
+        let width = Double(columns) * panelWidth
+        let legendRows = legendLayout(width: width).last.map { $0.row + 1 } ?? 0
+        let top = 46.0 + 18 * Double(legendRows)
+        let height = top + Double(rows) * panelHeight + 8
         var s = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(fmt(width))" height="\(fmt(height))" \
         viewBox="0 0 \(fmt(width)) \(fmt(height))" font-family="Helvetica, Arial, sans-serif">
@@ -90,18 +100,32 @@ public struct LinePlot: Sendable {
         return s
     }
 
+    /// Legend entries left to right, wrapped into rows that fit `width` (text width estimated at 6.6 px per
+    /// character of 12 px Helvetica), so long names never overlap.
+    private func legendLayout(width: Double) -> [(series: PlotSeries, x: Double, row: Int)] {
+        var seen = Set<String>(), order = [PlotSeries]()
+        for p in panels { for se in p.series where seen.insert(se.name).inserted { order.append(se) } }
+        var rows: [[(PlotSeries, Double)]] = [[]], used = 0.0
+        for se in order {
+            let w = 30 + 6.6 * Double(se.name.count) + 18
+            if used + w > width - 20, !rows[rows.count - 1].isEmpty { rows.append([]); used = 0 }
+            rows[rows.count - 1].append((se, w)); used += w
+        }
+        var out: [(series: PlotSeries, x: Double, row: Int)] = []
+        for (r, items) in rows.enumerated() {
+            var x = max(10, (width - items.reduce(0) { $0 + $1.1 }) / 2)
+            for (se, w) in items { out.append((se, x, r)); x += w }
+        }
+        return out
+    }
+
     private func legend(y: Double, width: Double) -> String {
-        var seen = [String: PlotSeries](), order = [String]()
-        for p in panels { for se in p.series where seen[se.name] == nil { seen[se.name] = se; order.append(se.name) } }
-        let item = 150.0
-        var x = max(10, (width - item * Double(order.count)) / 2)
         var s = ""
-        for name in order {
-            let se = seen[name]!
+        for (se, x, row) in legendLayout(width: width) {
+            let y = y + 18 * Double(row)
             s += "<line x1=\"\(fmt(x))\" y1=\"\(fmt(y))\" x2=\"\(fmt(x + 24))\" y2=\"\(fmt(y))\" stroke=\"\(se.color)\" stroke-width=\"2\"\(se.dashed ? " stroke-dasharray=\"5,3\"" : "")/>"
-            if se.markers { s += "<circle cx=\"\(fmt(x + 12))\" cy=\"\(fmt(y))\" r=\"3\" fill=\"\(se.color)\"/>" }
-            s += "<text x=\"\(fmt(x + 30))\" y=\"\(fmt(y + 4))\" font-size=\"12\">\(esc(name))</text>\n"
-            x += item
+            if se.markers { s += marker(se.marker, x: x + 12, y: y, r: 3, color: se.color) }
+            s += "<text x=\"\(fmt(x + 30))\" y=\"\(fmt(y + 4))\" font-size=\"12\">\(esc(se.name))</text>\n"
         }
         return s
     }
@@ -110,11 +134,14 @@ public struct LinePlot: Sendable {
 /// One axis: data range → pixel range, with ticks.
 fileprivate struct Axis {
     let log: Bool
+    /// Every data value is an integer (batch sizes, NFE): ticks are integers too.
+    let integral: Bool
     let lo: Double, hi: Double          // in data units (positive when log)
     let p0: Double, p1: Double          // pixel positions of lo and hi
 
     init(values: [Double], scale: AxisScale, from p0: Double, to p1: Double) {
         var vals = values.filter { $0.isFinite }
+        integral = !vals.isEmpty && vals.allSatisfy { $0 == $0.rounded() }
         let positive = vals.filter { $0 > 0 }
         let useLog: Bool
         switch scale {
@@ -154,11 +181,12 @@ fileprivate struct Axis {
             let mult: [Double] = Foundation.log10(hi / lo) <= 2.5 ? [1, 2, 5] : [1]
             var t = [Double]()
             for e in e0...e1 { for m in mult { let v = m * pow(10, Double(e)); if v >= lo * 0.999 && v <= hi * 1.001 { t.append(v) } } }
-            return t
+            return integral ? t.filter { $0 >= 1 && $0 == $0.rounded() } : t
         }
         let raw = (hi - lo) / 6
         let mag = pow(10, Foundation.log10(raw).rounded(.down))
-        let step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? 10 * mag
+        var step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? 10 * mag
+        if integral { step = max(1, step.rounded(.up)) }
         var t = [Double](), v = (lo / step).rounded(.up) * step
         while v <= hi + 1e-9 * step { t.append(v); v += step }
         return t
@@ -192,23 +220,29 @@ fileprivate struct PanelRenderer {
         s += "<text x=\"\(fmt((left + right) / 2))\" y=\"\(fmt(bottom + 32))\" text-anchor=\"middle\" font-size=\"11\">\(esc(panel.xLabel + (xa.log ? " (log)" : "")))</text>\n"
         let cy = (top + bottom) / 2
         s += "<text x=\"\(fmt(x + 14))\" y=\"\(fmt(cy))\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 \(fmt(x + 14)) \(fmt(cy)))\">\(esc(panel.yLabel + (ya.log ? " (log)" : "")))</text>\n"
-        for se in panel.series where !se.points.isEmpty {
+        // Labels of alternate series go above / below their points, so two series' labels at one x do not collide.
+        for (k, se) in panel.series.enumerated() where !se.points.isEmpty {
             let sorted = se.points.sorted { $0.x < $1.x }
             let path = sorted.map { "\(fmt(xa.pixel($0.x))),\(fmt(ya.pixel($0.y)))" }.joined(separator: " ")
-            s += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(se.color)\" stroke-width=\"1.8\"\(se.dashed ? " stroke-dasharray=\"5,3\"" : "")/>\n"
+            if !se.pointsOnly {
+                s += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(se.color)\" stroke-width=\"1.8\"\(se.dashed ? " stroke-dasharray=\"5,3\"" : "")/>\n"
+            }
             for p in sorted {
                 let px = xa.pixel(p.x)
                 if let lo = p.yLow, let hi = p.yHigh {
                     s += "<line x1=\"\(fmt(px))\" y1=\"\(fmt(ya.pixel(lo)))\" x2=\"\(fmt(px))\" y2=\"\(fmt(ya.pixel(hi)))\" stroke=\"\(se.color)\" stroke-width=\"1\"/>"
                 }
-                if se.markers { s += "<circle cx=\"\(fmt(px))\" cy=\"\(fmt(ya.pixel(p.y)))\" r=\"2.8\" fill=\"\(se.color)\"/>" }
+                if se.markers { s += marker(se.marker, x: px, y: ya.pixel(p.y), r: se.marker == .circle ? 2.8 : 4, color: se.color) }
+                if let text = p.label {
+                    s += "<text x=\"\(fmt(px + 5))\" y=\"\(fmt(ya.pixel(p.y) + (k % 2 == 0 ? -6 : 12)))\" font-size=\"9\" fill=\"\(se.color)\">\(esc(text))</text>"
+                }
             }
             if se.labelBest, let best = sorted.min(by: { $0.y < $1.y }) {
                 let px = xa.pixel(best.x), py = ya.pixel(best.y)
                 s += "<circle cx=\"\(fmt(px))\" cy=\"\(fmt(py))\" r=\"5\" fill=\"none\" stroke=\"\(se.color)\" stroke-width=\"1.5\"/>"
                 let anchor = px > (left + right) / 2 ? "end" : "start"
                 let dx = anchor == "end" ? -7.0 : 7.0
-                s += "<text x=\"\(fmt(px + dx))\" y=\"\(fmt(py - 7))\" text-anchor=\"\(anchor)\" font-size=\"10\" fill=\"\(se.color)\">\(esc(numberLabel(best.y) + " @ " + numberLabel(best.x)))</text>"
+                s += "<text x=\"\(fmt(px + dx))\" y=\"\(fmt(k % 2 == 0 ? py - 7 : py + 14))\" text-anchor=\"\(anchor)\" font-size=\"10\" fill=\"\(se.color)\">\(esc(numberLabel(best.y) + " @ " + numberLabel(best.x)))</text>"
             }
             s += "\n"
         }
@@ -217,6 +251,15 @@ fileprivate struct PanelRenderer {
 }
 
 fileprivate func tickLabel(_ v: Double) -> String { numberLabel(v) }
+
+fileprivate func marker(_ kind: PlotMarker, x: Double, y: Double, r: Double, color: String) -> String {
+    switch kind {
+    case .circle: return "<circle cx=\"\(fmt(x))\" cy=\"\(fmt(y))\" r=\"\(fmt(r))\" fill=\"\(color)\"/>"
+    case .square: return "<rect x=\"\(fmt(x - r))\" y=\"\(fmt(y - r))\" width=\"\(fmt(2 * r))\" height=\"\(fmt(2 * r))\" fill=\"\(color)\"/>"
+    case .hollowTriangle:
+        return "<polygon points=\"\(fmt(x)),\(fmt(y - r)) \(fmt(x - r)),\(fmt(y + r * 0.8)) \(fmt(x + r)),\(fmt(y + r * 0.8))\" fill=\"white\" stroke=\"\(color)\" stroke-width=\"1.3\"/>"
+    }
+}
 
 /// Compact number: 3 significant digits, exponent form outside [1e-3, 1e5).
 fileprivate func numberLabel(_ v: Double) -> String {

@@ -170,7 +170,7 @@ public final class SuiteRunner {
         if final, let svg = CostFigure.latencyByBatch(cells) {
             try store.writeSVG("cost_latency.svg", svg)
             figures.append(ResultFigure(id: "cost_latency", title: "Single-stream latency per image by batch size", file: "cost_latency.svg",
-                                        caption: "p50 milliseconds per image (query latency / images per query); lower is better."))
+                                        caption: "p50 query latency ÷ requested images (the tables' unit; a CFG query forwards twice as many); lower is better."))
         }
         var summary = notes
         for row in CostTables.comparisons(cells, suite: suite).rows {
