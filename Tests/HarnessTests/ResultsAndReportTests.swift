@@ -154,8 +154,11 @@ final class ResultsAndReportTests: XCTestCase {
         try store.add(part)
         XCTAssertEqual(part.tables.map(\.id), ["load_balance_layers", "load_balance_workers", "load_balance_numa", "placement_what_if",
                                                 "routing_verdicts", "routing_dependence"])
-        // Per heatmap layer: the token grid (4 positions = a 2×2 grid) and the class, position and step heatmaps.
-        XCTAssertEqual(part.figures.count, 8)
+        // The per-expert load bars, and per heatmap layer the token grid (4 positions = a 2×2 grid, which replaces the
+        // position strip) and the class and step heatmaps.
+        XCTAssertEqual(part.figures.map(\.id), ["expert_load", "token_grid_layer0", "heatmap_class_layer0", "heatmap_step_layer0",
+                                                 "token_grid_layer1", "heatmap_class_layer1", "heatmap_step_layer1"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: store.directory.appendingPathComponent("heatmap_position_layer0.csv").path))
         for f in part.figures { XCTAssertTrue(FileManager.default.fileExists(atPath: store.directory.appendingPathComponent(f.file).path), f.file) }
         // layer 0: 12 tokens × 2 slots on experts 0 and 1 → loads 12,12,0,0: MaxVio 1, balancedness 0.5
         let layers = part.tables[0]
@@ -206,7 +209,7 @@ final class ResultsAndReportTests: XCTestCase {
         for needle in ["<h2>Run metadata</h2>", "CPU model", "OpenBLAS core / threads", "NUMA (libnuma)", "git commit", "seeds",
                        "<h2>Dense vs MoE cost</h2>", "Cost &lt;per forward&gt;", "[ms]", "[GFLOP]", "32.06", "MoE &amp; dense",
                        "<h2>Expert load balance</h2>", "Per-layer balance over experts", "[mean/max]",
-                       "Layer 1: step × expert", "Layer 1: position × expert", "Layer 1: class × expert",
+                       "Layer 1: step × expert", "expert share on the 2×2 token grid", "Layer 1: class × expert",
                        "<h2>Sampler curves</h2>", "<text>NFE–FD</text>", "figure file missing: gone.svg",
                        "href=\"cost.csv\"", "This suite had not finished"] {
             XCTAssertTrue(html.contains(needle), "report lacks \(needle)")

@@ -101,7 +101,7 @@ public enum ReportRenderer {
         let e = Markup.escape
         var h = "<div class=\"table\" id=\"table-\(e(t.id))\"><h3>\(e(t.title))</h3>"
         if let n = t.note { h += "<p class=\"sub\">\(e(n))</p>" }
-        h += "<table><thead><tr>"
+        h += "<div class=\"scroll\"><table><thead><tr>"
         for c in t.columns { h += "<th>\(e(c.name))\(c.unit.isEmpty ? "" : "<br><span class=\"unit\">[\(e(c.unit))]</span>")</th>" }
         h += "</tr></thead><tbody>"
         for row in t.rows {
@@ -117,7 +117,7 @@ public enum ReportRenderer {
             }
             h += "</tr>"
         }
-        h += "</tbody></table>"
+        h += "</tbody></table></div>"
         if let csv = t.csv { h += "<p class=\"sub\">CSV: <a href=\"\(e(csv))\">\(e(csv))</a></p>" }
         return h + "</div>\n"
     }
@@ -138,7 +138,8 @@ public enum ReportRenderer {
         .sub{color:#666;margin:.2em 0}.status.complete b{color:#1a7f37}.status.running b,.status.failed b,.status.interrupted b{color:#b35900}
         .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}
         nav{background:#f6f8fa;padding:.6em 1em;border-radius:6px}nav ol{margin:.3em 0}
-        table{border-collapse:collapse;margin:.4em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.25em .6em}
+        table{border-collapse:collapse;margin:.4em 0;font-size:.85em}th,td{border:1px solid #ccc;padding:.2em .45em}
+        .scroll{max-width:100%;overflow-x:auto}td{overflow-wrap:anywhere;max-width:28em}figure svg{max-width:100%;height:auto}
         thead th{background:#f0f3f6;vertical-align:bottom}td.num{text-align:right;font-variant-numeric:tabular-nums}
         td.na{color:#999;text-align:center}.unit{font-weight:normal;color:#666;font-size:.85em}
         table.kv th{text-align:left;background:#f6f8fa}figure{margin:1em 0;overflow-x:auto}figcaption{margin-bottom:.3em}
