@@ -38,7 +38,7 @@ public struct SampleGridFigure {
         let left = 60.0, top = 48.0, cellW = imgW + 12, cellH = imgH + 30
         let rows = integrators.count + (reference == nil ? 0 : 1)
         let width = left + Double(max(columns.count, 1)) * cellW + 10, height = top + Double(rows) * cellH + 10
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">"
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
         s += "<text x=\"10\" y=\"18\" font-size=\"13\">\(Markup.escape(title))</text>"
         for (j, c) in columns.enumerated() {

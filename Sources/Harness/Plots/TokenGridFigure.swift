@@ -26,7 +26,7 @@ public struct TokenGridFigure {
         let cell = max(6.0, 96.0 / Double(g)), block = cell * Double(g), gap = 14.0, perRow = min(e, 8)
         let rows = (e + perRow - 1) / perRow
         let width = Double(perRow) * (block + gap) + gap + 60, height = 40 + Double(rows) * (block + 28) + 20
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">"
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
         s += "<text x=\"\(gap)\" y=\"18\" font-size=\"13\">\(Markup.escape(title))</text>"
         for x in 0..<e {
