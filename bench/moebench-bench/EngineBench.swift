@@ -80,10 +80,11 @@ struct EngineBench: ParsableCommand {
 
         if json {
             for r in peaks.results {
-                print(#"{"peak": "\#(r.precision.rawValue)", "threads": \#(r.threads), "gflops": \#(r.best), "median_gflops": \#(r.median)}"#)
+                JSONLines.print(PeakRow(precision: r.precision.rawValue, threads: r.threads, bestGflops: r.best, medianGflops: r.median, supported: true))
             }
             for s in setups {
-                print(#"{"gemm_rate": "\#(s.backend.rawValue)", "precision": "\#(s.precision.rawValue)", "threads": \#(Parallel.threads), "gflops": \#(achievable[s]!.best)}"#)
+                JSONLines.print(GEMMRateRow(gemmRate: s.backend.rawValue, precision: s.precision.rawValue, threads: Parallel.threads,
+                                            gflops: achievable[s]!.best))
             }
         } else {
             peaks.printHeader()
@@ -140,7 +141,9 @@ struct EngineBench: ParsableCommand {
                     let peak = peaks.best(s.precision == .bf16 ? .bf16 : .fp32, threads: cpus)
                     let gemmRate = achievable[s]!.best
                     if json {
-                        print(#"{"model": "\#(name)", "batch": \#(batch), "precision": "\#(s.precision.rawValue)", "gemm": "\#(s.backend.rawValue)", "ms": \#(med * 1000), "gflop": \#(gflop), "gflops": \#(rate), "fraction_of_peak": \#(peak.map { rate / $0 } ?? .nan), "fraction_of_gemm_rate": \#(rate / gemmRate)}"#)
+                        JSONLines.print(EngineRow(model: name, batch: batch, precision: s.precision.rawValue, gemm: s.backend.rawValue,
+                                                  ms: med * 1000, gflop: gflop, gflops: rate, fractionOfPeak: peak.map { rate / $0 },
+                                                  fractionOfGemmRate: rate / gemmRate))
                     } else {
                         print(name.padding(toLength: 19, withPad: " ", startingAt: 0) + String(format: " %5d  ", batch)
                               + s.precision.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0) + " "
@@ -201,4 +204,17 @@ enum GEMMRate {
         }
         return median(rates)
     }
+}
+
+/// One `engine --json` line: a forward of `model` at `batch`, median of the timed iterations.
+struct EngineRow: Encodable {
+    var model: String
+    var batch: Int
+    var precision: String
+    var gemm: String
+    var ms: Double
+    var gflop: Double
+    var gflops: Double
+    var fractionOfPeak: Double?
+    var fractionOfGemmRate: Double
 }

@@ -29,10 +29,10 @@ struct PeakBench: ParsableCommand {
         let peaks = MachinePeaks.measure(repeats: repeats)
         if json {
             for r in peaks.results {
-                print(#"{"precision": "\#(r.precision.rawValue)", "threads": \#(r.threads), "best_gflops": \#(r.best), "median_gflops": \#(r.median)}"#)
+                JSONLines.print(PeakRow(precision: r.precision.rawValue, threads: r.threads, bestGflops: r.best, medianGflops: r.median, supported: true))
             }
             for p in PhysicalPeak.Precision.allCases where !PhysicalPeak.supported(p) {
-                print(#"{"precision": "\#(p.rawValue)", "supported": false}"#)
+                JSONLines.print(PeakRow(precision: p.rawValue, supported: false))
             }
         } else {
             peaks.printHeader()

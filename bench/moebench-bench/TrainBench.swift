@@ -98,11 +98,9 @@ struct TrainBench: ParsableCommand {
             let med = median(ours)
             let ratio = theirs.isEmpty ? nil : median(theirs) / med
             if json {
-                var o: [String: Any] = ["model": name, "batch": b, "threads": Parallel.threads, "ms_per_step": med * 1e3,
-                                        "samples_per_s": Double(b) / med, "gflops": flops / med / 1e9, "sgemm_gflops": roof,
-                                        "openblas_core": BLASThreads.coreName]
-                if let ratio { o["pytorch_ms_per_step"] = median(theirs) * 1e3; o["pytorch_over_moebench"] = ratio }
-                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+                JSONLines.print(TrainRow(model: name, batch: b, threads: Parallel.threads, msPerStep: med * 1e3, samplesPerS: Double(b) / med,
+                                         gflops: flops / med / 1e9, sgemmGflops: roof, openblasCore: BLASThreads.coreName,
+                                         pytorchMsPerStep: ratio == nil ? nil : median(theirs) * 1e3, pytorchOverMoebench: ratio))
             } else {
                 let pt = ratio.map { String(format: "%.2f× (%.0f ms)", $0, median(theirs) * 1e3) } ?? "—"
                 print(name.padding(toLength: 18, withPad: " ", startingAt: 0)
@@ -140,4 +138,18 @@ struct TrainBench: ParsableCommand {
         }
         return times.map { $0 / 1e3 }
     }
+}
+
+/// One `train --json` line: median ms per training step of moebench, and of upstream PyTorch when it ran.
+struct TrainRow: Encodable {
+    var model: String
+    var batch: Int
+    var threads: Int
+    var msPerStep: Double
+    var samplesPerS: Double
+    var gflops: Double
+    var sgemmGflops: Double
+    var openblasCore: String
+    var pytorchMsPerStep: Double?
+    var pytorchOverMoebench: Double?
 }
