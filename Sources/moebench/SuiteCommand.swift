@@ -90,6 +90,6 @@ struct Suite: ParsableCommand {
             print(SummaryTable.render(doc))
             print("report: \(dir.appendingPathComponent("index.html").path)")
         }
-        if doc.status != "complete" { throw ExitCode(1) }
+        if doc.status != .complete { throw ExitCode(1) }
     }
 }

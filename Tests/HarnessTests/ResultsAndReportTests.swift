@@ -55,7 +55,7 @@ final class ResultsAndReportTests: XCTestCase {
         XCTAssertTrue(store.directory.lastPathComponent.hasSuffix("-tiny"))
         // the initial document exists before any part finished
         var doc = try ResultsStore.loadDocument(directory: store.directory)
-        XCTAssertEqual(doc.status, "running")
+        XCTAssertEqual(doc.status, .running)
         XCTAssertEqual(doc.schema, ResultsDocument.currentSchema)
         XCTAssertEqual(doc.profile, profile)
         XCTAssertEqual(doc.seeds, [0])
@@ -76,7 +76,7 @@ final class ResultsAndReportTests: XCTestCase {
         XCTAssertNil(doc.finishedAt)
         try store.finish()
         doc = try ResultsStore.loadDocument(directory: store.directory)
-        XCTAssertEqual(doc.status, "complete")
+        XCTAssertEqual(doc.status, .complete)
         XCTAssertNotNil(doc.finishedAt)
         // no temporary files left behind
         let names = try FileManager.default.contentsOfDirectory(atPath: store.directory.path)
@@ -93,13 +93,13 @@ final class ResultsAndReportTests: XCTestCase {
         let profile = try tinyProfile()
         let store = try ResultsStore.create(root: root, profile: profile, machine: MachineInfo.collect())
         try store.add(ResultPart(id: "cost", title: "Cost"))
-        try store.add(ResultPart(id: "load_balance", title: "Partial", status: "running"))
+        try store.add(ResultPart(id: "load_balance", title: "Partial", status: .running))
         try store.markInterrupted()
         try store.add(ResultPart(id: "curves", title: "Late"))   // the suite thread after the interruption: ignored
         try store.finish()                                        // likewise: stays "interrupted"
         var doc = try ResultsStore.loadDocument(directory: store.directory)
-        XCTAssertEqual(doc.status, "interrupted")
-        XCTAssertEqual(doc.parts.map(\.status), ["done", "interrupted"])
+        XCTAssertEqual(doc.status, .interrupted)
+        XCTAssertEqual(doc.parts.map(\.status), [.done, .interrupted])
         XCTAssertNotNil(doc.finishedAt)
         XCTAssertTrue(ReportRenderer.render(doc) { _ in nil }.contains("was interrupted"))
 
@@ -115,7 +115,7 @@ final class ResultsAndReportTests: XCTestCase {
         }
         let resumed = try ResultsStore.resume(directory: store.directory, profile: profile)
         doc = try ResultsStore.loadDocument(directory: store.directory)
-        XCTAssertEqual(doc.status, "running")
+        XCTAssertEqual(doc.status, .running)
         XCTAssertEqual(doc.parts.map(\.id), ["cost"])
         XCTAssertEqual(doc.resumedAt?.count, 1)
         XCTAssertNotNil(resumed.finishedPart("cost"))
@@ -128,7 +128,7 @@ final class ResultsAndReportTests: XCTestCase {
         runner.resumeDirectory = store.directory
         try runner.run()
         doc = try ResultsStore.loadDocument(directory: store.directory)
-        XCTAssertEqual(doc.status, "complete")
+        XCTAssertEqual(doc.status, .complete)
         XCTAssertEqual(doc.parts.map(\.title), ["Cost", "kept load_balance", "kept curves"])
         XCTAssertThrowsError(try ResultsStore.resume(directory: store.directory, profile: profile)) {
             XCTAssertTrue("\($0)".contains("complete"), "\($0)")

@@ -13,9 +13,9 @@ final class SuiteTests: XCTestCase {
         let dir = try SuiteRunner(profile: profile, resultsRoot: root, progress: Progress(enabled: false)).run()
 
         let doc = try ResultsStore.loadDocument(directory: dir)
-        XCTAssertEqual(doc.status, "complete")
+        XCTAssertEqual(doc.status, .complete)
         XCTAssertEqual(doc.parts.map(\.id), ["cost", "load_balance", "curves"])
-        XCTAssertEqual(doc.parts.map(\.status), ["done", "done", "done"])
+        XCTAssertEqual(doc.parts.map(\.status), [.done, .done, .done])
         XCTAssertNotNil(doc.finishedAt)
         XCTAssertEqual(doc.seeds, [0])
 

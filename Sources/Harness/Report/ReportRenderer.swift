@@ -32,15 +32,15 @@ public enum ReportRenderer {
             <style>\(css)</style></head><body>
             <header><h1>moebench report: \(e(doc.profile.name))</h1>
             <p class="sub">\(e(doc.profile.description))</p>
-            <p class="status \(e(doc.status))">status: <b>\(e(doc.status))</b> · started \(e(doc.startedAt)) · \(doc.finishedAt.map { "finished " + e($0) } ?? "updated " + e(doc.updatedAt)) · \(doc.parts.count) part\(doc.parts.count == 1 ? "" : "s")</p>
+            <p class="status \(e(doc.status.rawValue))">status: <b>\(e(doc.status.rawValue))</b> · started \(e(doc.startedAt)) · \(doc.finishedAt.map { "finished " + e($0) } ?? "updated " + e(doc.updatedAt)) · \(doc.parts.count) part\(doc.parts.count == 1 ? "" : "s")</p>
             </header>
             <nav><b>Contents</b><ol><li><a href="#metadata">Run metadata</a></li>
             """
         for p in doc.parts { h += "<li><a href=\"#part-\(e(p.id))\">\(e(p.title))</a></li>" }
         h += "</ol></nav>\n"
-        if doc.status == "running" {
+        if doc.status == .running {
             h += "<p class=\"warn\">This suite had not finished when the report was rendered (still running, or killed without a chance to record it); the parts below are those written so far.</p>\n"
-        } else if doc.status == "interrupted" {
+        } else if doc.status == .interrupted {
             h += "<p class=\"warn\">This suite was interrupted at \(e(doc.finishedAt ?? doc.updatedAt)); the parts below are those that finished (a part marked interrupted shows what it had written). Continue it with <code>moebench suite --resume DIR</code>.</p>\n"
         }
         h += metadata(doc)
@@ -79,8 +79,8 @@ public enum ReportRenderer {
     static func part(_ p: ResultPart, readFile: (String) -> String?) -> String {
         let e = Markup.escape
         var h = "<section id=\"part-\(e(p.id))\"><h2>\(e(p.title))</h2>\n"
-        if p.status != "done" || p.error != nil {
-            h += "<p class=\"warn\">status: \(e(p.status))\(p.error.map { " — " + e($0) } ?? "")</p>\n"
+        if p.status != .done || p.error != nil {
+            h += "<p class=\"warn\">status: \(e(p.status.rawValue))\(p.error.map { " — " + e($0) } ?? "")</p>\n"
         }
         if let s = p.startedAt, let f = p.finishedAt { h += "<p class=\"sub\">\(e(s)) → \(e(f))</p>\n" }
         if !p.summary.isEmpty { h += "<ul class=\"summary\">" + p.summary.map { "<li>\(e($0))</li>" }.joined() + "</ul>\n" }

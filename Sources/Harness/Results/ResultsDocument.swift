@@ -1,13 +1,34 @@
 // The schema of results.json (documented field by field in docs/results.md; bump `schema` on breaking changes).
 import Foundation
 
+/// Where a suite run stands (results.json `status`).
+public enum RunStatus: String, Codable, Sendable {
+    /// The suite is running (or was killed by a signal it could not catch).
+    case running
+    case complete
+    /// A part failed; the others were still run.
+    case failed
+    /// SIGINT/SIGTERM; `moebench suite --resume DIR` continues it.
+    case interrupted
+}
+
+/// Where one part stands (a part's `status`).
+public enum PartStatus: String, Codable, Sendable {
+    case done
+    /// `error` says why; a failed part keeps what it measured.
+    case failed
+    /// Partial, rewritten as it goes (e.g. cost after each model).
+    case running
+    case interrupted
+}
+
 public struct ResultsDocument: Codable, Equatable, Sendable {
     public static let currentSchema = "moebench-results/1"
 
     public var schema: String
     /// "running" while the suite runs, "complete", "failed" (a part failed) or "interrupted" (SIGINT/SIGTERM;
     /// `moebench suite --resume DIR` continues it). A run killed without a signal it can catch stays "running".
-    public var status: String
+    public var status: RunStatus
     /// ISO 8601 times (UTC).
     public var startedAt: String
     public var updatedAt: String
@@ -31,7 +52,7 @@ public struct ResultPart: Codable, Equatable, Sendable {
     public var title: String
     /// "done", "failed" (then `error` says why; a failed part keeps what it measured), "running" (partial, rewritten
     /// as it goes) or "interrupted".
-    public var status: String
+    public var status: PartStatus
     public var error: String?
     public var startedAt: String?
     public var finishedAt: String?
@@ -42,7 +63,7 @@ public struct ResultPart: Codable, Equatable, Sendable {
     /// Part-specific machine-readable payload (e.g. a LoadBalanceReport), documented per part in docs/results.md.
     public var data: JSONValue?
 
-    public init(id: String, title: String, status: String = "done", error: String? = nil, startedAt: String? = nil,
+    public init(id: String, title: String, status: PartStatus = .done, error: String? = nil, startedAt: String? = nil,
                 finishedAt: String? = nil, summary: [String] = [], tables: [ResultTable] = [],
                 figures: [ResultFigure] = [], data: JSONValue? = nil) {
         self.id = id

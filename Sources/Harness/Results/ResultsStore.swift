@@ -44,7 +44,7 @@ public final class ResultsStore: @unchecked Sendable {
             throw ResultsError.io(path: dir.path, reason: "cannot create the results directory (\(error.localizedDescription))")
         }
         let now = iso8601(date)
-        let doc = ResultsDocument(schema: ResultsDocument.currentSchema, status: "running", startedAt: now, updatedAt: now,
+        let doc = ResultsDocument(schema: ResultsDocument.currentSchema, status: .running, startedAt: now, updatedAt: now,
                                   finishedAt: nil, resumedAt: nil, moebench: MoebenchVersion.description, machine: machine, profile: profile,
                                   seeds: profile.allSeeds, parts: [])
         let store = ResultsStore(directory: dir, document: doc)
@@ -96,11 +96,11 @@ public final class ResultsStore: @unchecked Sendable {
         guard (try? enc.encode(doc.profile)) == (try? enc.encode(profile)) else {
             throw ResultsError.badDocument(path: file, reason: "profile '\(profile.name)' has changed since this run started; resume needs the same settings (or start a new run)")
         }
-        guard doc.status != "complete" else {
+        guard doc.status != .complete else {
             throw ResultsError.badDocument(path: file, reason: "this run is complete; nothing to resume")
         }
-        doc.parts.removeAll { $0.status != "done" }
-        doc.status = "running"
+        doc.parts.removeAll { $0.status != .done }
+        doc.status = .running
         doc.finishedAt = nil
         doc.resumedAt = (doc.resumedAt ?? []) + [iso8601(Date())]
         let store = ResultsStore(directory: directory, document: doc)
@@ -110,16 +110,16 @@ public final class ResultsStore: @unchecked Sendable {
 
     /// The part `id` if it finished in an earlier (interrupted) run of this directory.
     public func finishedPart(_ id: String) -> ResultPart? {
-        lock.withLock { doc.parts.first { $0.id == id && $0.status == "done" } }
+        lock.withLock { doc.parts.first { $0.id == id && $0.status == .done } }
     }
 
     /// Status "interrupted" for the run and for every part not done, then rewrites results.json.
     public func markInterrupted(date: Date = Date()) throws {
         try lock.withLock {
-            for i in doc.parts.indices where doc.parts[i].status != "done" && doc.parts[i].status != "failed" {
-                doc.parts[i].status = "interrupted"
+            for i in doc.parts.indices where doc.parts[i].status != .done && doc.parts[i].status != .failed {
+                doc.parts[i].status = .interrupted
             }
-            doc.status = "interrupted"
+            doc.status = .interrupted
             doc.finishedAt = Self.iso8601(date)
             try saveLocked()
         }
@@ -162,7 +162,7 @@ public final class ResultsStore: @unchecked Sendable {
     /// Adds a finished part (replacing a part with the same id) and rewrites results.json.
     public func add(_ part: ResultPart) throws {
         try lock.withLock {
-            guard doc.status != "interrupted" else { return }
+            guard doc.status != .interrupted else { return }
             if let i = doc.parts.firstIndex(where: { $0.id == part.id }) {
                 doc.parts[i] = part
             } else {
@@ -173,9 +173,9 @@ public final class ResultsStore: @unchecked Sendable {
     }
 
     /// Marks the suite finished ("complete" or "failed") and rewrites results.json.
-    public func finish(status: String = "complete", date: Date = Date()) throws {
+    public func finish(status: RunStatus = .complete, date: Date = Date()) throws {
         try lock.withLock {
-            guard doc.status != "interrupted" else { return }
+            guard doc.status != .interrupted else { return }
             doc.status = status
             doc.finishedAt = Self.iso8601(date)
             try saveLocked()

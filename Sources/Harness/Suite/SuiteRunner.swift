@@ -72,7 +72,7 @@ public final class SuiteRunner {
             } catch {
                 failed = true
                 progress.say("\(id) failed: \(error)")
-                try store.add(ResultPart(id: id, title: title, status: "failed", error: "\(error)", startedAt: started,
+                try store.add(ResultPart(id: id, title: title, status: .failed, error: "\(error)", startedAt: started,
                                          finishedAt: ResultsStore.iso8601(Date())))
             }
             try ReportRenderer.write(directory: store.directory)
@@ -80,7 +80,7 @@ public final class SuiteRunner {
         if let cost = profile.cost { try part("cost", "Inference cost: dense versus MoE") { try runCost(cost, store: store) } }
         if let lb = profile.loadBalance { try part("load_balance", "Expert load balance") { try runLoadBalance(lb, store: store) } }
         if let curves = profile.curves { try part("curves", "NFE versus Fréchet distance") { try runCurves(curves, store: store) } }
-        try store.finish(status: failed ? "failed" : "complete")
+        try store.finish(status: failed ? .failed : .complete)
         try ReportRenderer.write(directory: store.directory)
         progress.say("done: \(store.directory.appendingPathComponent("index.html").path)")
         return store.directory
@@ -178,7 +178,7 @@ public final class SuiteRunner {
                 summary.append(String(format: "%@ at batch %.0f: %.2f× the FLOPs, %.2f× the latency.", what, b, fl, lat))
             }
         }
-        return ResultPart(id: "cost", title: "Inference cost: dense versus MoE", status: final ? "done" : "running",
+        return ResultPart(id: "cost", title: "Inference cost: dense versus MoE", status: final ? .done : .running,
                           summary: summary, tables: tables, figures: figures, data: try JSONValue.from(cells))
     }
 
