@@ -46,10 +46,10 @@ final class LearnedModelPiecesTests: XCTestCase {
         let deps = (0..<4).flatMap { l in [dep("step", l, mi: 0.08, p: 0.005), dep("position", l, mi: 0.02, p: 0.005),
                                              dep("class", l, mi: 0.001, p: 0.3)] }
         let v = RoutingVerdicts.verdicts(deps, normalizedEntropyPerLayer: [0.90, 0.93, 0.95, 0.97])
-        XCTAssertEqual(v.map(\.verdict), ["holds", "holds", "holds", "holds"])
+        XCTAssertEqual(v.map(\.verdict), [.holds, .holds, .holds, .holds])
         let weak = RoutingVerdicts.verdicts((0..<4).map { dep("step", $0, mi: 0.005, p: $0 == 0 ? 0.005 : 0.5) } +
                                             (0..<4).map { dep("class", $0, mi: 0.2, p: 0.005) }, normalizedEntropyPerLayer: [0.9, 0.8, 0.7])
-        XCTAssertEqual(weak.map(\.verdict), ["weak", "does not hold", "does not hold"])
+        XCTAssertEqual(weak.map(\.verdict), [.weak, .doesNotHold, .doesNotHold])
         XCTAssertEqual(RoutingVerdicts.spearman([1, 2, 3, 4], [10, 20, 30, 40]), 1, accuracy: 1e-12)
         XCTAssertEqual(RoutingVerdicts.spearman([1, 2, 3, 4], [4, 3, 2, 1]), -1, accuracy: 1e-12)
     }

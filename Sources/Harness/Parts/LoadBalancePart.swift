@@ -112,11 +112,11 @@ public enum LoadBalancePart {
             var ver = ResultTable(
                 id: "routing_verdicts", title: "The paper's routing claims on this model",
                 columns: [.init("claim"), .init("verdict"), .init("statistic")],
-                rows: verdicts.map { [.string($0.claim), .string($0.verdict), .string($0.statistic)] },
+                rows: verdicts.map { [.string($0.claim), .string($0.verdict.rawValue), .string($0.statistic)] },
                 note: "Thresholds: a factor matters when p < 0.01 in at least half the layers and the median excess is ≥ 0.01; class is negligible below 0.01 or a quarter of the weaker of step/position; depth trend by Spearman ρ ≥ 0.5.")
             ver = try store.writeCSV(ver)
             tables += [ver, dep]
-            summary += verdicts.map { "\($0.claim): \($0.verdict) (\($0.statistic))." }
+            summary += verdicts.map { "\($0.claim): \($0.verdict.rawValue) (\($0.statistic))." }
         }
 
         var figures: [ResultFigure] = []

@@ -16,8 +16,13 @@ import Foundation
 import Metrics
 
 public struct RoutingVerdict: Codable, Equatable, Sendable {
+    public enum Outcome: String, Codable, Sendable {
+        case holds
+        case weak
+        case doesNotHold = "does not hold"
+    }
     public var claim: String
-    public var verdict: String
+    public var verdict: Outcome
     public var statistic: String
 }
 
@@ -59,21 +64,21 @@ public enum RoutingVerdicts {
         for f in ["step", "position"] {
             guard let ex = medianExcess(f) else { continue }
             let (sig, n) = significant(f)
-            let verdict = 2 * sig >= n && ex >= 0.01 ? "holds" : sig > 0 ? "weak" : "does not hold"
+            let verdict: RoutingVerdict.Outcome = 2 * sig >= n && ex >= 0.01 ? .holds : sig > 0 ? .weak : .doesNotHold
             out.append(RoutingVerdict(claim: "Expert choice depends on the \(f == "step" ? "denoising step" : "token position")",
                                       verdict: verdict,
                                       statistic: String(format: "median excess I/H(E) %.4f; p < 0.01 in %d of %d layers", ex, sig, n)))
         }
         if let cls = medianExcess("class") {
             let other = [medianExcess("step"), medianExcess("position")].compactMap { $0 }.min() ?? 0
-            let verdict = cls < 0.01 || cls < 0.25 * other ? "holds" : cls < other ? "weak" : "does not hold"
+            let verdict: RoutingVerdict.Outcome = cls < 0.01 || cls < 0.25 * other ? .holds : cls < other ? .weak : .doesNotHold
             let (sig, n) = significant("class")
             out.append(RoutingVerdict(claim: "Expert choice hardly depends on the class", verdict: verdict,
                                       statistic: String(format: "median excess %.4f vs %.4f for the weaker of step/position; p < 0.01 in %d of %d layers", cls, other, sig, n)))
         }
         if normalizedEntropyPerLayer.count >= 3 {
             let rho = spearman(Array(0..<normalizedEntropyPerLayer.count).map(Double.init), normalizedEntropyPerLayer)
-            out.append(RoutingVerdict(claim: "Deeper layers spread routing more evenly", verdict: rho >= 0.5 ? "holds" : rho > 0 ? "weak" : "does not hold",
+            out.append(RoutingVerdict(claim: "Deeper layers spread routing more evenly", verdict: rho >= 0.5 ? .holds : rho > 0 ? .weak : .doesNotHold,
                                       statistic: String(format: "Spearman ρ(layer, normalised entropy) = %.2f over %d layers", rho, normalizedEntropyPerLayer.count)))
         }
         return out
