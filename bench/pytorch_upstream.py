@@ -11,8 +11,8 @@ so only the three layers upstream imports (PatchEmbed, Attention, Mlp) are loade
 
 Prints the median ms per forward over --iterations (after one warm-up) at each batch size, random weights, fp32
 (or, with --bf16, under torch.autocast("cpu", dtype=torch.bfloat16): matmuls in bf16, the ops autocast keeps in
-fp32 in fp32), torch.set_num_threads(--threads), and the true GFLOP/s by the spec formula (given with --gflop, per
-image).
+fp32 in fp32), torch.set_num_threads(--threads), and the true GFLOP/s, true FLOPs = 2 × (linear MACs +
+attention-score matmuls) as Metrics `ModelCost` counts them (given with --gflop, per image).
 """
 import contextlib
 import argparse, importlib.util, os, statistics, sys, time, types

@@ -4,9 +4,10 @@
     python3 tools/convert_checkpoint.py dit_moe_s_8E2A.pt dit_moe_s_8E2A.safetensors
     python3 tools/convert_checkpoint.py dit_moe_xl_8E2A.pt xl.safetensors --dtype bf16
 
-Accepted layouts (spec ditmoe.md §3): a raw state dict, or a dict wrapping one under "ema", "model", "module" or
-"state_dict" (checked in that order, so a train.py checkpoint {"model", "ema", "opt", "args"} yields the EMA
-weights; use --wrapper to pick another). "module." prefixes (DataParallel / DeepSpeed) are stripped.
+Accepted layouts (what upstream download.find_model reads and train.py / DeepSpeed write): a raw state dict, or a
+dict wrapping one under "ema", "model", "module" or "state_dict" (checked in that order, so a train.py checkpoint
+{"model", "ema", "opt", "args"} yields the EMA weights; use --wrapper to pick another). "module." prefixes
+(DataParallel / DeepSpeed) are stripped.
 Tensor dtypes are preserved unless --dtype is given. Needs PyTorch at run time (CPU build is enough):
     pip install "torch==2.13.0+cpu"
 """

@@ -1,12 +1,13 @@
 """Independent numpy reference for the DiT-MoE and dense DiT forward passes.
 
-Written from shared/specs/ditmoe.md §1 only (not from the Swift engine). Readability over speed: loops over
-samples, heads and experts are explicit. Compute dtype defaults to float64; passing dtype=np.float32 runs the same
-code in float32, which is used to estimate how far an fp32 engine may legitimately drift from the fp64 truth.
+Written from a prose description of upstream `models.py` (feizc/DiT-MoE bd34bbb, facebookresearch/DiT), not from the
+Swift engine. Readability over speed: loops over samples, heads and experts are explicit. Compute dtype defaults to
+float64; passing dtype=np.float32 runs the same code in float32, which is used to estimate how far an fp32 engine may
+legitimately drift from the fp64 truth.
 
 Conventions
-- Weights: dict name -> ndarray with upstream state-dict key names (spec §3). nn.Linear weights are [out, in] and
-  y = x @ W.T + b.
+- Weights: dict name -> ndarray with upstream state-dict key names (`weight_shapes`). nn.Linear weights are
+  [out, in] and y = x @ W.T + b.
 - Config: dict with the upstream constructor argument names (input_size, patch_size, in_channels, hidden_size,
   depth, num_heads, mlp_ratio, num_classes, learn_sigma, num_experts, num_experts_per_tok, use_flash_attn) plus
   "dense": True for the dense DiT baseline.
@@ -18,8 +19,8 @@ import math
 
 import numpy as np
 
-LN_EPS = 1e-6            # every LayerNorm in the model (norm1, norm2, final norm, flash q/k norm), spec §7.5
-FREQ_DIM = 256           # timestep embedding frequency dim, spec §1.1.3
+LN_EPS = 1e-6            # every LayerNorm in the model (norm1, norm2, final norm, flash q/k norm)
+FREQ_DIM = 256           # timestep embedding frequency dim (upstream TimestepEmbedder)
 MAX_PERIOD = 10000.0
 
 
@@ -31,7 +32,7 @@ def silu(x):
 
 
 def gelu_tanh(x):
-    """tanh-approximate GELU: 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) (dense baseline only, spec §1.7)."""
+    """tanh-approximate GELU: 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) (dense baseline only: timm Mlp)."""
     c = x.dtype.type(math.sqrt(2.0 / math.pi))
     return 0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x * x * x)))
 
@@ -61,7 +62,7 @@ def linear(x, weight, bias=None):
 
 
 def modulate(h, shift, scale):
-    """h·(1 + scale) + shift, shift/scale broadcast over tokens (spec §1.2)."""
+    """h·(1 + scale) + shift, shift/scale broadcast over tokens."""
     return h * (1.0 + scale) + shift
 
 
@@ -69,7 +70,7 @@ def modulate(h, shift, scale):
 # Embeddings
 
 def pos_embed_2d(hidden_size, grid_size):
-    """Fixed 2-D sin-cos table [T, D] (spec §1.1.2), float64 math cast to float32.
+    """Fixed 2-D sin-cos table [T, D] (upstream get_2d_sincos_pos_embed, from MAE), float64 math cast to float32.
 
     Dims [0, D/2) encode the column as [sin(col·ω), cos(col·ω)], dims [D/2, D) the row likewise,
     ω_k = 10000^(−k/Q), Q = D/4.
@@ -89,7 +90,7 @@ def pos_embed_2d(hidden_size, grid_size):
 
 
 def timestep_frequency_args(t):
-    """The arguments a = t·freqs [B, 128] exactly as float32 torch forms them (spec §1.1.3: "t as float32").
+    """The arguments a = t·freqs [B, 128] exactly as float32 torch forms them (t is cast to float32 first).
 
     freqs_k = exp(−ln(10000)·k/128) is rounded to float32, t is rounded to float32, and their product is rounded
     to float32 (a product of two float32 values is exact in float64, so this equals the float32 multiply).
@@ -103,7 +104,7 @@ def timestep_frequency_args(t):
 
 
 def timestep_embedding(t, dtype=np.float64):
-    """Raw sinusoidal embedding [B, 256] = [cos(a), sin(a)], cos first (spec §1.1.3)."""
+    """Raw sinusoidal embedding [B, 256] = [cos(a), sin(a)], cos first (the reverse of pos_embed)."""
     a = timestep_frequency_args(t).astype(dtype)
     return np.concatenate([np.cos(a), np.sin(a)], axis=1)
 
@@ -128,7 +129,8 @@ def patch_embed(x, weight, bias):
 
 
 def unpatchify(tokens, patch_size, out_channels, height, width):
-    """[B, T, p²·C_out] -> [B, C_out, H, W]; per-token vector ordered [pi][qi][c], channel fastest (spec §1.5)."""
+    """[B, T, p²·C_out] -> [B, C_out, H, W]; per-token vector ordered [pi][qi][c], channel fastest (patch embedding
+    flattens channel slowest)."""
     batch = tokens.shape[0]
     p = patch_size
     grid_w = width // p
@@ -143,7 +145,7 @@ def unpatchify(tokens, patch_size, out_channels, height, width):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Attention (spec §1.3)
+# Attention: timm `Attention` (qkv/proj) or the flash layout (Wqkv/out_proj + affine q/k LayerNorm)
 
 def attention(h, w, prefix, num_heads, flash):
     """Multi-head self-attention over one sample's tokens h [T, D].
@@ -177,7 +179,7 @@ def attention(h, w, prefix, num_heads, flash):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# MoE (spec §1.4)
+# MoE: upstream SparseMoeBlock (softmax gate, top-K, SwiGLU experts, shared expert)
 
 def swiglu(h, w, prefix):
     """down(SiLU(gate_proj(h)) ⊙ up_proj(h)), no biases."""
@@ -187,7 +189,7 @@ def swiglu(h, w, prefix):
 
 def swiglu_split(h, w, prefix, parts=2):
     """pretraining_tp-style SwiGLU: intermediate split into `parts` slices, partial down-projections summed.
-    Mathematically identical to swiglu (spec §1.4.6); used only by the self-check."""
+    Mathematically identical to swiglu (only the fp summation order differs); used only by the self-check."""
     g, u, d = w[prefix + "gate_proj.weight"], w[prefix + "up_proj.weight"], w[prefix + "down_proj.weight"]
     inter = g.shape[0]
     step = inter // parts
@@ -202,7 +204,7 @@ def route(probs, top_k):
     """Top-k of each row of probs [N, E] by value, ties to the lower expert index.
 
     Returns (experts [N, K] int, weights [N, K]) with slots sorted by weight descending. Weights are the raw
-    softmax probabilities: NO renormalisation (spec §1.4.1, §7.3).
+    softmax probabilities: NO renormalisation (upstream norm_topk_prob=False).
     """
     n, num_experts = probs.shape
     experts = np.zeros((n, top_k), dtype=np.int64)
@@ -286,7 +288,7 @@ def forward(weights, cfg, x, t, y, dtype=np.float64, moe_fn=moe):
     batch, _, height, width = x.shape
     c_out = out_channels(cfg)
 
-    # §1.1 input path
+    # input path: patch embed + pos_embed, c = t_emb + y_emb
     tokens = patch_embed(x, w["x_embedder.proj.weight"], w["x_embedder.proj.bias"])
     tokens = tokens + w["pos_embed"][0]
     t_freq = timestep_embedding(t, dtype)
@@ -319,7 +321,7 @@ def forward(weights, cfg, x, t, y, dtype=np.float64, moe_fn=moe):
         mlp_out = mlp_out.reshape(batch, -1, dim)
         tokens = tokens + gate_mlp[:, None, :] * mlp_out
 
-    # §1.5 final layer
+    # final layer: adaLN, LayerNorm, modulate, linear, unpatchify
     ada = linear(silu(c), w["final_layer.adaLN_modulation.1.weight"], w["final_layer.adaLN_modulation.1.bias"])
     shift, scale = ada[:, 0:dim], ada[:, dim:2 * dim]
     final = np.stack([linear(modulate(layer_norm(tokens[b]), shift[b], scale[b]),
@@ -328,8 +330,8 @@ def forward(weights, cfg, x, t, y, dtype=np.float64, moe_fn=moe):
 
 
 def forward_with_cfg(weights, cfg, x, t, y, cfg_scale, dtype=np.float64):
-    """Spec §1.6: batch 2n; the model runs on [x[:n], x[:n]] with t and y as given; guidance on channels 0..2
-    only, g = u + s·(c − u); each half gets cat(g, its own channels 3..)."""
+    """Upstream forward_with_cfg (inherited from DiT): batch 2n; the model runs on [x[:n], x[:n]] with t and y as
+    given; guidance on channels 0..2 only, g = u + s·(c − u); each half gets cat(g, its own channels 3..)."""
     x = np.asarray(x)
     n = x.shape[0] // 2
     assert x.shape[0] == 2 * n, "forward_with_cfg needs an even batch"
@@ -346,7 +348,7 @@ def forward_with_cfg(weights, cfg, x, t, y, cfg_scale, dtype=np.float64):
 # Weight shapes and random initialisation
 
 def weight_shapes(cfg):
-    """Ordered dict name -> shape of every tensor in the upstream state dict (spec §3)."""
+    """Ordered dict name -> shape of every tensor in the upstream state dict."""
     dim = cfg["hidden_size"]
     p = cfg["patch_size"]
     cin = cfg["in_channels"]

@@ -3,7 +3,7 @@
 Gaussian data, the problem DiffusionTests/RK45Tests.swift re-solves with the Swift Dormand-Prince.
 
   dy/dt = L_b * sigma_b(t)^2 / (v_i + sigma_b(t)^2) * (y - m_i),  sigma_b(t) = 0.01*exp(t*L_b), L_b = ln(s_b/0.01)
-  y flattened over (chain b, coordinate i), t from 1 down to 1e-5 (spec dmcmc.md section 2.7).
+  y flattened over (chain b, coordinate i), t from 1 down to 1e-5 (score_sde's sampling_eps).
 
 Writes Tests/DiffusionTests/Fixtures/rk45_steps.json: y0, the accepted step times, nfev and y(t_end) per tolerance.
 """

@@ -1,8 +1,8 @@
 // Binding a worker's threads and memory to one NUMA node with libnuma, and checking that it worked.
 //
 // libnuma's policies are per thread and inherited by threads created afterwards: bind on the thread that will
-// start the worker's serving threads, before it allocates the expert weights. Calls naming an absent node only
-// print to stderr (build-notes pitfall 2), so the node is checked first.
+// start the worker's serving threads, before it allocates the expert weights. Calls naming an absent node fail
+// softly, only printing to stderr, so the node is checked first.
 
 import CNUMA
 import Foundation

@@ -1,6 +1,6 @@
 import Tensor
 
-/// The parameters of one transformer block, resolved once from `DiTWeights` (spec ditmoe §3 key names).
+/// The parameters of one transformer block, resolved once from `DiTWeights` (upstream state-dict key names).
 struct BlockWeights {
     struct AffineNorm { let weight: UnsafePointer<Float>; let bias: UnsafePointer<Float> }
     struct DenseMLP { let fc1: WeightMatrix; let fc1Bias: UnsafePointer<Float>; let fc2: WeightMatrix; let fc2Bias: UnsafePointer<Float> }

@@ -1,6 +1,7 @@
 import Foundation
 
-/// A DiT-MoE or dense DiT architecture (spec ditmoe §1–2). Field names follow the upstream constructor.
+/// A DiT-MoE or dense DiT architecture (feizc/DiT-MoE and facebookresearch/DiT `models.py`). Field names follow the
+/// upstream constructor.
 public struct DiTConfig: Codable, Equatable, Sendable {
     public var name: String
     /// Latent side length H = W (32 for 256² images).
@@ -16,7 +17,8 @@ public struct DiTConfig: Codable, Equatable, Sendable {
     /// Routed experts E and experts per token K (ignored when `dense`).
     public var numExperts: Int
     public var numExpertsPerTok: Int
-    /// Attention layout (b) of spec §1.3: `Wqkv`/`out_proj` with affine per-head q/k LayerNorm (XL, G).
+    /// Upstream's flash attention layout (`FlashSelfMHAModified`, XL and G): `Wqkv`/`out_proj` with an affine q/k
+    /// LayerNorm over each head's dims, its parameters shared by all heads.
     public var useFlashAttn: Bool
     /// Dense DiT baseline (timm `Mlp` with tanh-GELU, keys `mlp.fc1`/`mlp.fc2`) instead of the MoE.
     public var dense: Bool
@@ -96,7 +98,7 @@ public struct DiTConfig: Codable, Equatable, Sendable {
 // MARK: - Built-in configurations
 
 extension DiTConfig {
-    /// Size presets of spec §2.1: depth, hidden size, heads.
+    /// Size presets of upstream `models.py` (DiT-MoE Table 1): depth, hidden size, heads.
     public static let sizes: [(name: String, depth: Int, hidden: Int, heads: Int)] = [
         ("S", 12, 384, 6), ("B", 12, 768, 12), ("L", 24, 1024, 16), ("XL", 28, 1152, 16), ("G", 40, 1408, 16),
     ]
@@ -107,7 +109,8 @@ extension DiTConfig {
                                   "DiT-XL/2"]
 
     /// Parses a built-in name: `DiT-MoE-<S|B|L|XL|G>/<2|4|8>-<E>E<K>A` or dense `DiT-<S|B|L|XL>/<2|4|8>`, with an
-    /// optional `@512` suffix for 512² images (latent 64). XL and G use the flash attention layout (spec §1.3).
+    /// optional `@512` suffix for 512² images (latent 64). XL and G use the flash attention layout, as upstream
+    /// `sample.py` builds them.
     public static func named(_ name: String) throws -> DiTConfig {
         var rest = Substring(name)
         var inputSize = 32

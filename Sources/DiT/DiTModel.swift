@@ -1,8 +1,9 @@
 import Foundation
 import Tensor
 
-/// DiT-MoE and dense DiT inference (spec ditmoe §1). One instance owns its scratch space (sized for the largest
-/// batch seen, never reallocated for smaller ones) and is not thread-safe; parallelism is inside the forward.
+/// DiT-MoE and dense DiT inference (the forward of upstream `models.py`). One instance owns its scratch space (sized
+/// for the largest batch seen, never reallocated for smaller ones) and is not thread-safe; parallelism is inside the
+/// forward.
 ///
 /// Tensor layouts: images `[B, C, H, W]`; tokens `[B·T, D]` in (sample, token) order, token m = r·G + c; the
 /// conditioning vector c and its adaLN outputs are per sample `[B, D]` / `[B, 6D]`.
@@ -80,9 +81,9 @@ public final class DiTModel {
         profile?.forwards += 1
     }
 
-    /// `forward_with_cfg` (spec §1.6) on a batch of 2n: the model runs on [x_first_half, x_first_half] with the
-    /// given t and y (y's second half is normally the null class); ε channels 0..<3 of both halves become
-    /// u + s·(c − u); every other channel keeps its own half's value.
+    /// Upstream `forward_with_cfg` (inherited from DiT) on a batch of 2n: the model runs on
+    /// [x_first_half, x_first_half] with the given t and y (y's second half is normally the null class); ε channels
+    /// 0..<3 of both halves become u + s·(c − u); every other channel keeps its own half's value.
     public func forwardWithCFG(x: UnsafePointer<Float>, t: UnsafePointer<Float>, y: UnsafePointer<Int32>, batch: Int,
                                cfgScale: Float, out: UnsafeMutablePointer<Float>) throws {
         guard batch % 2 == 0, batch > 0 else {
@@ -193,7 +194,7 @@ public final class DiTModel {
         lap(.combine)
     }
 
-    /// SparseMoeBlock (spec §1.4): softmax gate, top-K without renormalisation, routed experts through the
+    /// Upstream `SparseMoeBlock`: softmax gate, top-K without renormalisation, routed experts through the
     /// executor, scatter-add in ascending expert order, then the always-on shared expert. Result in `ws.y`.
     private func runMoE(_ layer: Int, _ w: MoEWeights, batch: Int, ws: Workspace,
                         lap: (PhaseProfile.Phase) -> Void) throws {

@@ -1,4 +1,4 @@
-// The expert-execution seam (specs/architecture.md, seam 1).
+// The expert-execution seam.
 //
 // The MoE layer routes every token to K experts, groups the (token, slot) rows by expert id in ascending order,
 // and hands the groups to an ExpertExecutor. The in-process executor runs them on local weights; the cluster

@@ -1,5 +1,5 @@
-/// The upstream state-dict keys and shapes of a config (spec ditmoe §3). Everything the loader accepts, requires
-/// and checks comes from here.
+/// The upstream state-dict keys and shapes of a config (as `models.py` names its modules). Everything the loader
+/// accepts, requires and checks comes from here.
 public struct TensorSpec: Equatable, Sendable {
     public let key: String
     public let shape: [Int]

@@ -1,7 +1,7 @@
 import Tensor
 
-/// Every activation buffer of a forward pass, allocated once for a batch capacity (spec: no allocation per token
-/// or per layer in the steady state). Shapes in the comments use N = batch·T rows.
+/// Every activation buffer of a forward pass, allocated once for a batch capacity (no allocation per token or
+/// per layer in the steady state). Shapes in the comments use N = batch·T rows.
 final class Workspace {
     let batch: Int
     let threads: Int

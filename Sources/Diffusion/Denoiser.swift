@@ -1,7 +1,8 @@
-// The one seam every sampler talks to (spec dmcmc.md §1.3): D(x; σ) for a batch with one σ per sample.
+// The one seam every sampler talks to (the denoiser view of Karras et al. 2022): D(x; σ) for a batch with one σ
+// per sample.
 //
 // Layout: x and the output are row-major [batch, dimension] Float32 buffers, one sample per row.
-// σ: one positive Double per sample, in the sampler's data units (for images: [0,1]-pixel units, spec §1.1).
+// σ: one positive Double per sample, in the sampler's data units (for images: [0,1]-pixel units, as in DMCMC).
 // The score follows from Tweedie: ∇ₓ log p_σ(x) = (D(x;σ) − x)/σ².
 
 /// A denoiser: the posterior mean E[x₀ | x₀ + σ·z = x] (exact or learned).

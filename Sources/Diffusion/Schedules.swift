@@ -1,8 +1,9 @@
-// Noise schedules, built per sample from that sample's own start level s (spec §2.0, pitfall P7).
+// Noise schedules, built per sample from that sample's own start level s (for DLG, the chain's own s_min): the
+// Karras ρ-grid as well as the VE SDE's levels and g(t).
 // All σ in the sampler's data units ([0,1]-pixel units for images).
 
-/// The Karras ρ-grid of KAR1/KAR2 (spec §2.1): N grid points including the final 0, i.e. M = N−1 non-zero levels
-/// σ_i = (s^{1/ρ} + i/(M−1)·(σ_lo^{1/ρ} − s^{1/ρ}))^ρ, i = 0..M−1, so σ_0 = s, σ_{M−1} = σ_lo, σ_M = 0.
+/// The Karras ρ-grid of KAR1/KAR2 (Karras et al. 2022, Eq. 5): N grid points including the final 0, i.e. M = N−1
+/// non-zero levels σ_i = (s^{1/ρ} + i/(M−1)·(σ_lo^{1/ρ} − s^{1/ρ}))^ρ, i = 0..M−1, so σ_0 = s, σ_{M−1} = σ_lo, σ_M = 0.
 public func karrasSigmas(start s: Double, gridPoints n: Int, sigmaLow: Double = 0.01, rho: Double = 7) -> [Double] {
     precondition(n >= 3, "Karras grid needs N ≥ 3 grid points (N counts the final 0), got \(n)")
     let m = n - 1
@@ -12,7 +13,7 @@ public func karrasSigmas(start s: Double, gridPoints n: Int, sigmaLow: Double = 
     return sig
 }
 
-/// The score_sde VE SDE of one sample whose σ_max is its start level s (spec §1.1, §2.3).
+/// The score_sde VE SDE (`sde_lib.py` `VESDE`) of one sample whose σ_max is its start level s.
 public struct VESDE: Sendable {
     public let sigmaMin: Double
     public let start: Double
@@ -34,7 +35,7 @@ public struct VESDE: Sendable {
     }
 }
 
-/// PC time grid t_i = 1 − i·(1−ε_t)/(N−1), i = 0..N−1 (spec §2.3).
+/// PC time grid t_i = 1 − i·(1−ε_t)/(N−1), i = 0..N−1: from 1 down to ε_t (score_sde `sampling_eps`).
 @inline(__always)
 public func predictorTime(_ i: Int, steps n: Int, endTime: Double) -> Double {
     1 - Double(i) * (1 - endTime) / Double(n - 1)

@@ -1,4 +1,4 @@
-// Expert-selection counting for MoE routing analysis (issue 5, item 4; spec ditmoe §5.2).
+// Expert-selection counting for MoE routing analysis (the class, position and step heatmaps of DiT-MoE Figs. 5–7).
 //
 // What is counted: one +1 per (token, top-k slot), exactly like DiT-MoE's `analysis/heatmap_*.py` ("both top-k
 // slots count +1"). Which tokens are recorded (e.g. only the conditional half of a CFG batch) is the caller's choice.

@@ -1,4 +1,4 @@
-// Load-balance statistics of MoE routing (spec anchors §E.1; issue 5, item 4).
+// Load-balance statistics of MoE routing over experts, workers or NUMA nodes.
 //
 // Definitions, for loads x_1..x_n ≥ 0 over n units (experts, workers or NUMA nodes), total S = Σx, mean m = S/n:
 //   balancedness        m / max x                 (1 = perfect; vLLM EPLB's per-layer balancedness)

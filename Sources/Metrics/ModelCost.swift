@@ -1,5 +1,5 @@
-// Analytic parameter counts and FLOPs of DiT-MoE and dense DiT (spec ditmoe §2.3–§2.4). The formulas live here
-// and only here.
+// Analytic parameter counts and FLOPs of DiT-MoE and dense DiT, counted from the modules of upstream `models.py`
+// (they reproduce DiT-MoE Table 1, arXiv 2407.11633, after its rounding). The formulas live here and only here.
 //
 // Notation: L depth, D hidden, p patch, C in_channels, T = (inputSize/p)² tokens, E routed experts, K top-k,
 // hd = D/heads. Routed experts are SwiGLU with intermediate mlpRatio·D (no bias, 3 matrices); the shared expert is

@@ -107,7 +107,8 @@ struct Forward: ParsableCommand {
     }
 }
 
-/// Thread policy for the engine: BLAS single-threaded, parallelism in the application (build-notes pitfall 1).
+/// Thread policy for the engine: BLAS single-threaded, parallelism in the application (OpenBLAS's own workers spin
+/// about 100 ms after every multi-threaded call, taking the other core; docs/engine.md, "Threading model").
 enum EngineThreads {
     static func configure(_ requested: Int?) {
         BLASThreads.set(1)

@@ -132,7 +132,7 @@ final class CheckpointErrorTests: XCTestCase {
         XCTAssertEqual(try DiTConfig.named("DiT-MoE-G/2-16E2A").numExperts, 16)
         XCTAssertTrue(try DiTConfig.named("DiT-B/4").dense)
         XCTAssertEqual(try DiTConfig.named("DiT-XL/2@512").tokens, 1024)
-        // Key counts of spec §3: L·(10+3E)+12 (timm), L·(14+3E)+12 (flash).
+        // Upstream state-dict key counts: L·(10+3E)+12 (timm attention), L·(14+3E)+12 (flash attention).
         XCTAssertEqual(s.tensorSpecs.count, 420)
         XCTAssertEqual(try DiTConfig.named("DiT-MoE-XL/2-8E2A").tensorSpecs.count, 1076)
         XCTAssertEqual(try DiTConfig.named("DiT-MoE-G/2-16E2A").tensorSpecs.count, 2492)

@@ -67,7 +67,8 @@ final class NFETests: XCTestCase {
         XCTAssertEqual(a, b)
     }
 
-    /// Karras grid: N points, σ_0 = s, σ_{N−2} = 0.01, σ_{N−1} = 0 (rel. 1e-12); level set endpoints as spec §3.2.
+    /// Karras grid: N points, σ_0 = s, σ_{N−2} = 0.01, σ_{N−1} = 0 (rel. 1e-12); level set: σ_0 = σ_max,
+    /// σ_999 = 0.01·(σ_max/0.01)^0.001 (0.010086 for σ_max 50, 0.010105 for 348).
     func testSchedules() {
         let g = karrasSigmas(start: 50, gridPoints: 6)
         XCTAssertEqual(g.count, 6)

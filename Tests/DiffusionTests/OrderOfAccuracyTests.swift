@@ -56,9 +56,9 @@ final class OrderOfAccuracyTests: XCTestCase {
     }
 
     /// RD (z ≡ 0): for Gaussian data the ancestral mean step x + (σ_j² − σ_{j−1}²)·s is exactly the mean
-    /// transport (v + σ_{j−1}²)/(v + σ_j²), so RD's mean is exact at every N (up to the σ(t_i)/σ_j mismatch of
-    /// pitfall P11, ≤ 1e-4 relative): error ≤ 2e-5 at every N, i.e. no order to measure. An index slip (j vs j−1)
-    /// would make it inexact.
+    /// transport (v + σ_{j−1}²)/(v + σ_j²), so RD's mean is exact at every N (up to the score being evaluated at
+    /// σ(t_i) rather than σ_j, ≤ 1e-4 relative): error ≤ 2e-5 at every N, i.e. no order to measure. An index slip
+    /// (j vs j−1) would make it inexact.
     func testReverseDiffusionMeanIsExactForGaussianData() {
         for n in [2, 5, 16, 64] {
             let err = maxError(run(.reverseDiffusion(steps: n))) { b, i in

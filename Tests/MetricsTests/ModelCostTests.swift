@@ -1,7 +1,8 @@
 import XCTest
 @testable import Metrics
 
-/// Every number of spec ditmoe §2.3 (exact parameter counts) and §2.4 (GFLOPs within 0.01, the table's rounding).
+/// Parameter counts exactly as counted from upstream `models.py` (DiT-MoE Table 1, arXiv 2407.11633, rounds them);
+/// GFLOPs within 0.01: paper GFLOPs = linear GMACs (Table 1's values), true FLOPs = 2 × (linear + attention MACs).
 final class ModelCostTests: XCTestCase {
     static func shape(_ size: String, experts: Int = 0, topK: Int = 0, inputSize: Int = 32) -> ModelShape {
         let (l, d, h, flash): (Int, Int, Int, Bool) = switch size {
@@ -32,7 +33,8 @@ final class ModelCostTests: XCTestCase {
     }
 
     func testDenseParameterCounts() {
-        // Spec: 32.96M · 130.5M · 458.1M · 675.1M (rounded); the S/2 count checked by hand is 32,963,360.
+        // 32.96M · 130.5M · 458.1M · 675.1M (the DiT paper rounds to 33M · 130M · 458M · 675M); the S/2 count
+        // checked by hand is 32,963,360.
         XCTAssertEqual(ModelCost(Self.shape("S")).totalParameters, 32_963_360)
         for (size, millions, tol) in [("S", 32.96, 0.005), ("B", 130.5, 0.05), ("L", 458.1, 0.05), ("XL", 675.1, 0.05)] {
             let c = ModelCost(Self.shape(size))
@@ -65,7 +67,7 @@ final class ModelCostTests: XCTestCase {
     }
 
     func testAt512AndPerImageTotals() {
-        // 512²: T = 1024 (latent 64). Spec gives one decimal: within 0.05.
+        // 512²: T = 1024 (latent 64). Reference values to one decimal: within 0.05.
         XCTAssertEqual(ModelCost(Self.shape("XL", experts: 8, topK: 2, inputSize: 64)).trueGFLOPs, 2723.8, accuracy: 0.05)
         XCTAssertEqual(ModelCost(Self.shape("G", experts: 16, topK: 2, inputSize: 64)).trueGFLOPs, 5760.9, accuracy: 0.05)
         XCTAssertEqual(ModelCost(Self.shape("XL", inputSize: 64)).trueGFLOPs, 1049.1, accuracy: 0.05)

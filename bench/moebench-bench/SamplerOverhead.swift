@@ -3,7 +3,7 @@ import CBLAS
 import Diffusion
 import Foundation
 
-/// Issue 3 item 8: time the samplers spend outside the model call, per NFE, against one DiT-S-sized GEMM.
+/// Time the samplers spend outside the model call, per NFE, against one DiT-S-sized GEMM.
 struct SamplerOverhead: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sampler-overhead",

@@ -1,5 +1,5 @@
 // Affine map between the sampler's data units x and a model's native units y: y = scale·x + shift.
-// σ maps as σ_y = scale·σ_x. Spec §1.4: a [-1,1] model driven in [0,1] units has scale 2, shift −1.
+// σ maps as σ_y = scale·σ_x. A [-1,1] model driven in [0,1] units has scale 2, shift −1.
 
 public struct DataUnits: Sendable, Equatable {
     public var scale: Double

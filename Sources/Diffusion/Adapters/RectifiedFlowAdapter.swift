@@ -1,6 +1,6 @@
 // Rectified-flow velocity model → VE denoiser.
 //
-// RF convention (DiT-MoE `rectified_flow.py`, spec ditmoe.md §4.2): z_t = (1−t)·y₀ + t·ε, t=0 data, t=1 noise,
+// RF convention (DiT-MoE `diffusion/rectified_flow.py`): z_t = (1−t)·y₀ + t·ε, t=0 data, t=1 noise,
 // v = ε − y₀, model time t ∈ (0,1] as a float. A VE state y = y₀ + σ_y·ε is the RF state z = y/(1+σ_y) at
 // t = σ_y/(1+σ_y); then ŷ₀ = z − t·v̂. In sampler units x (y = a·x + b): D_x = (ŷ₀ − b)/a.
 

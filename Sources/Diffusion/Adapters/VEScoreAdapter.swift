@@ -1,4 +1,4 @@
-// VE score model → denoiser (spec §1.2–1.3): D(x;σ) = x + σ²·s_θ(x, σ).
+// VE score model → denoiser by Tweedie's formula: D(x;σ) = x + σ²·s_θ(x, σ).
 
 /// A network that returns ∇ₓ log p_σ(x) directly (NCSN++ with scale_by_sigma), same layout as `Denoiser`.
 public protocol ScoreModel: AnyObject {

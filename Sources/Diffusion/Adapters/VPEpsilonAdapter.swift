@@ -1,4 +1,4 @@
-// Discrete DDPM ε-prediction model → VE denoiser (spec §1.4, EDM Table 1: c_skip = 1, c_out = −σ, c_in = 1/√(σ²+1)).
+// Discrete DDPM ε-prediction model → VE denoiser (Karras et al. 2022 Table 1: c_skip = 1, c_out = −σ, c_in = 1/√(σ²+1)).
 //
 // In model units y: D_y(y; σ_y) = y − σ_y·ε_φ(y/√(1+σ_y²), j), where j is the index of the DDPM table entry
 // σ_j = √(1/ᾱ_j − 1) nearest to σ_y (EDM rounds the same way; a DLG level set equal to the table needs no rounding).

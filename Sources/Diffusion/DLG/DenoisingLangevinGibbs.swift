@@ -1,15 +1,17 @@
 import Tensor
-// Denoising Langevin Gibbs (spec §3): B chains on (x, σ), each iteration a Langevin x-step (1 NFE) then a Gibbs
-// σ-step (argmax of the level estimator, 0 NFE). Each block hands the block's minimum-σ state to an integrator;
-// the chains continue from their last state (pitfall P6). NFE per emitted sample = n_skip + integrator NFE + 1.
+// Denoising Langevin Gibbs (DMCMC, Kim & Ye 2022, arXiv 2209.14593): B chains on (x, σ), each iteration a
+// Langevin x-step (1 NFE) then a Gibbs σ-step (argmax of the level estimator, 0 NFE). Each block hands the block's
+// minimum-σ state to an integrator; the chains continue from their last state, not from the handed-off one.
+// NFE per emitted sample = n_skip + integrator NFE + 1.
 
 public struct DLGSettings: Sendable, Equatable {
     /// ε_main: the constant Langevin step, a variance in data units² (not scaled by σ²).
     public var epsilon: Double
     /// Langevin iterations per block (per emitted sample).
     public var nSkip: Int
-    /// Warm-up (spec §3.3): KAR2 with this many grid points from σ_max, then + perturbation·z, a σ-step, then the
-    /// listed (iterations, ε) phases; ε = nil means ε_main. CIFAR10: 20, 0.5, [(10, 0.5), (10, main)].
+    /// Warm-up (DMCMC's `Sampling Demo.ipynb`): KAR2 with this many grid points from σ_max, then + perturbation·z,
+    /// a σ-step, then the listed (iterations, ε) phases; ε = nil means ε_main.
+    /// CIFAR10: 20, 0.5, [(10, 0.5), (10, main)].
     public var warmupGridPoints: Int = 20
     public var warmupPerturbation: Double = 0.5
     public var warmupPhases: [WarmupPhase] = [WarmupPhase(iterations: 10, epsilon: 0.5), WarmupPhase(iterations: 10, epsilon: nil)]
@@ -63,7 +65,8 @@ public final class DLGChains {
     /// σ of each chain's current level.
     public var sigmas: [Double] { level.map { estimator.levels[$0] } }
 
-    /// Warm-up (spec §3.3). Returns the NFE spent per chain, which the caller should not count per sample.
+    /// Warm-up, as `DLGSettings` describes. Returns the NFE spent per chain, which the caller should not count per
+    /// sample.
     public func warmUp(_ s: DLGSettings) -> Int {
         let calls0 = context.denoiser.calls
         let count = chains * dimension
@@ -81,7 +84,7 @@ public final class DLGChains {
         return context.denoiser.calls - calls0
     }
 
-    /// One DLG iteration: Langevin x-step with the previous σ (1 NFE), then the σ-step (pitfall P5).
+    /// One DLG iteration: Langevin x-step with the σ of the previous x (1 NFE), then the σ-step on the new x.
     public func iterate(epsilon: Double) {
         langevinStep(epsilon: epsilon)
         gibbsStep()
@@ -106,8 +109,9 @@ public final class DLGChains {
         for b in 0..<chains { level[b] = idx[b] }
     }
 
-    /// One block (spec §3.4): n_skip iterations tracking the per-chain minimum-σ state (strict <, block start
-    /// included), hand-off of (x_min, s_min) to `integrator`, the Tweedie step, output to `out` ([chains, d]).
+    /// One block (one emitted sample per chain): n_skip iterations tracking the per-chain minimum-σ state (strict <,
+    /// block start included), hand-off of (x_min, s_min) to `integrator`, the Tweedie step, output to `out`
+    /// ([chains, d]).
     public func nextBlock(_ s: DLGSettings, integrator: Integrator, finish: FinishSettings,
                           into out: UnsafeMutablePointer<Float>) throws -> DLGBlockReport {
         let d = dimension

@@ -1,7 +1,7 @@
-// The DLG level set and the σ-step's estimator seam (spec §3.2, pitfalls P1–P2).
+// The DLG level set and the σ-step's estimator seam (DMCMC's noise-level classifier, Kim & Ye 2022).
 
 /// L levels σ_k = σ_min·(σ_max/σ_min)^{1 − k/L}, k = 0..L−1. Index 0 is the largest σ (= σ_max); the smallest
-/// is σ_min·(σ_max/σ_min)^{1/L} (> σ_min).
+/// is σ_min·(σ_max/σ_min)^{1/L} (> σ_min). An off-by-one or reversed order silently ruins DLG.
 public struct NoiseLevels: Sendable, Equatable {
     public let sigmaMin: Double
     public let sigmaMax: Double
@@ -20,7 +20,8 @@ public struct NoiseLevels: Sendable, Equatable {
 }
 
 /// The σ-step's noise-level estimator: a classifier over the level set (a trained CNN for images, the exact
-/// log p_σ(x) for the testbed). The Gibbs step takes the argmax, never a sample (pitfall P1).
+/// log p_σ(x) for the testbed). The Gibbs step takes the argmax (the MAP level under the uniform prior), never a
+/// sample from the softmax, which would change the chain's behaviour.
 public protocol NoiseLevelEstimator: AnyObject {
     var levels: NoiseLevels { get }
     /// For each sample b of x ([batch, dimension] Float32, same units as the denoiser), writes

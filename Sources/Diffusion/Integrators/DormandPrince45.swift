@@ -1,5 +1,5 @@
 import Tensor
-// Dormand–Prince 5(4) with scipy.integrate.RK45's error control and initial step (scipy 1.x `rk.py`, spec §2.7).
+// Dormand–Prince 5(4) with scipy.integrate.RK45's error control and initial step (scipy 1.x `rk.py`, `common.py`).
 // Float64 state. Propagates the 5th-order solution; FSAL; error weights E = b − b̂ (7 entries).
 // Function evaluations: 1 (f0) + 1 (initial-step probe) + 6 per attempted step.
 

@@ -1,5 +1,5 @@
 import Tensor
-// EM: Euler–Maruyama on the reverse VE SDE (spec §2.6, pitfall P12), with score_sde's Δt = 1/N (not the grid
+// EM: Euler–Maruyama on the reverse VE SDE (score_sde `EulerMaruyamaPredictor`), with its Δt = 1/N (not the grid
 // spacing (1−ε_t)/(N−1)). NFE = N.
 //   x_mean = x + g(t_i)²·s_θ(x, σ(t_i))·Δt;  x = x_mean + g(t_i)·√Δt·z,  g² = 2σ(t)²·ln(s/σ_min)
 // Returns the noise-free x_mean of the last step.

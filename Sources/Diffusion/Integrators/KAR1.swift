@@ -1,5 +1,5 @@
 import Tensor
-// KAR1: Karras et al. 2022 Algorithm 1, deterministic Heun on dx/dσ = (x − D(x;σ))/σ (spec §2.1).
+// KAR1: Karras et al. 2022 Algorithm 1, deterministic Heun on dx/dσ = (x − D(x;σ))/σ.
 // NFE = 2N − 3: one call per step, plus a Heun correction on every step but the last (Euler to σ = 0).
 
 /// Integrates x (row-major [batch, d], modified in place) from per-sample level `start[b]` to σ = 0.

@@ -1,6 +1,7 @@
 import Tensor
-// KAR2: Karras et al. 2022 Algorithm 2, stochastic churn + Heun (spec §2.2, pitfall P9).
-// NFE = 2N − 3, as KAR1.
+// KAR2: Karras et al. 2022 Algorithm 2, stochastic churn + Heun, as DMCMC's code runs it: γ = min(S_churn/N, √2 − 1)
+// with N the grid points including 0 (EDM divides by its step count N − 1), churn noise × S_noise, and an Euler
+// last step to σ = 0 without Heun correction. NFE = 2N − 3, as KAR1.
 
 /// Churn hyper-parameters in the sampler's σ units. DMCMC: 80 / 0.05 / 1.0 / 1.007.
 public struct ChurnSettings: Sendable, Equatable {

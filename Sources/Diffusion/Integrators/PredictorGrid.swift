@@ -1,6 +1,6 @@
-// Per-step levels shared by the score_sde PC predictors RD, PF and EM (spec §2.3, pitfall P11).
-// Step i = 0..N−1 uses j = N−1−i; the score is evaluated at the continuous σ_b(t_i), the step size uses the
-// discrete σ_{b,j} and σ_{b,j−1} (0 when j = 0).
+// Per-step levels shared by the score_sde PC predictors RD, PF and EM (score_sde `sampling.py`).
+// Step i = 0..N−1 uses j = N−1−i (score_sde's float32 floor(t_i·(N−1)) can round to N−2−i for large N); the score
+// is evaluated at the continuous σ_b(t_i), the step size uses the discrete σ_{b,j} and σ_{b,j−1} (0 when j = 0).
 
 struct PredictorGrid {
     let sdes: [VESDE]

@@ -1,5 +1,5 @@
 import Tensor
-// PF: score_sde's reverse-diffusion predictor with probability_flow=True (spec §2.5): half the drift, no noise.
+// PF: score_sde's reverse-diffusion predictor with probability_flow=True: half the drift, no noise.
 //   x ← x + ½(σ_j² − σ_{j−1}²)·s_θ(x, σ(t_i))
 // The last step (σ_{j−1} = 0) is a half Tweedie step. NFE = N.
 

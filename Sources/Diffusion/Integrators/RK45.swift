@@ -1,5 +1,6 @@
 import Tensor
-// RK45: the probability-flow ODE solved by Dormand–Prince 5(4) with scipy's control (spec §2.7, pitfall P8).
+// RK45: the probability-flow ODE solved by Dormand–Prince 5(4) with scipy's control, as DMCMC calls
+// `solve_ivp(method='RK45')`.
 //   dx/dt = −½·g_b(t)²·s_θ(x, σ_b(t)) = ln(s_b/σ_min)·(x − D(x; σ_b(t))),  t from 1 (σ = s_b) down to ε_t.
 // The whole batch is one float64 state vector (shared step sizes, batch-coupled NFE); the model sees a float32
 // copy. No internal denoising. NFE = nfev.

@@ -1,5 +1,5 @@
 import Tensor
-// RD: score_sde's reverse-diffusion (SMLD ancestral-like) predictor, corrector off (spec §2.4). NFE = N.
+// RD: score_sde's reverse-diffusion (SMLD ancestral-like) predictor, corrector off. NFE = N.
 //   x_mean = x + (σ_j² − σ_{j−1}²)·s_θ(x, σ(t_i));  x = x_mean + √(σ_j² − σ_{j−1}²)·z
 // Returns the noise-free x_mean of the last step (a full Tweedie step at σ_min).
 

@@ -1,4 +1,4 @@
-// What every integrator shares: the counted denoiser, the noise, and the fixed constants of spec §2.
+// What every integrator shares: the counted denoiser, the noise, and the fixed constants (DMCMC's values).
 
 public struct SamplerContext {
     /// The model, wrapped so that NFE is counted at the call.

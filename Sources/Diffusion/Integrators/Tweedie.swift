@@ -1,5 +1,6 @@
 import Tensor
-// The final Tweedie step every method applies (spec §2.0, pitfall P10): x ← x + τ²·s_θ(x, τ) = D(x; τ). 1 NFE.
+// The final Tweedie step every method, vanilla or DLG, applies after its integrator's own last step (DMCMC's
+// `twd_eps`): x ← x + τ²·s_θ(x, τ) = D(x; τ). 1 NFE.
 // Then an optional clamp (images: [0,1]).
 
 public func tweedie(_ x: UnsafeMutablePointer<Float>, batch: Int, tau: Double, clamp: ClosedRange<Float>?,
@@ -25,7 +26,7 @@ public struct FinishSettings: Sendable, Equatable {
     public init(tau: Double = 0.01, clamp: ClosedRange<Float>? = nil) { self.tau = tau; self.clamp = clamp }
 }
 
-/// A vanilla run (spec §2.0): x = σ_max·z, the integrator from s ≡ σ_max, then the Tweedie step.
+/// A vanilla run (no DLG): x = σ_max·z, the integrator from s ≡ σ_max, then the Tweedie step.
 /// Writes `batch` samples to `out`; returns the NFE per sample (integrator + 1), as counted.
 public func sampleVanilla(_ method: Integrator, batch: Int, sigmaMax: Double, finish: FinishSettings,
                           context c: SamplerContext, into out: UnsafeMutablePointer<Float>) throws -> IntegratorReport {

@@ -1,4 +1,4 @@
-// The "curves" part: the sampler issue's NFE–FD sweep (Harness/Curves) run inside a suite, its rows kept in
+// The "curves" part: the NFE–FD sampler sweep (Harness/Curves) run inside a suite, its rows kept in
 // `<results>/curves/curves.jsonl` (so the sweep resumes like `moebench curves`), summarised as a table and the
 // Figure-3-style SVG in the same report.
 import DiT

@@ -1,6 +1,6 @@
 // The "load_balance" part's measurement: a real denoising run of a MoE model (DiT-MoE's own sampler on the
 // denoiser seam) with a routing observer that attributes every token's top-k experts to (layer, denoising step,
-// token position, class). Like the paper's analysis scripts (§5.2), only the conditional half of the CFG batch is
+// token position, class). Like DiT-MoE's `analysis/heatmap_*.py`, only the conditional half of the CFG batch is
 // counted unless `count_unconditional` is set (then the null class is its own row).
 import DiT
 import Diffusion
