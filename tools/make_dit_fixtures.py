@@ -52,7 +52,7 @@ CASES = {
                               "the ignored upstream key class_dropout_prob"),
     "moe_cfg": dict(cfg=MOE_TIMM, batch=4, t=[999.0, 3.7, 999.0, 3.7], storage="F32", weights_from="moe_timm",
                     cfg_scale=4.0, seed=4000,
-                    description="forward_with_cfg (spec 1.6) with moe_timm weights: batch 2n=4, y=[a,b,10,10] "
+                    description="upstream forward_with_cfg with moe_timm weights: batch 2n=4, y=[a,b,10,10] "
                                 "(10 = null class), x's second half differs and must be discarded; out is the CFG "
                                 "result, routing is that of forward([x0,x1,x0,x1])"),
     "moe_p4": dict(cfg=MOE_P4, batch=2, t=[3.7, 999.0], storage="F32", weights_from=None, cfg_scale=None, seed=5000,

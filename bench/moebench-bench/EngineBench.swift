@@ -19,7 +19,7 @@ struct EngineBench: ParsableCommand {
            shapes, rows split over --threads workers exactly as the engine splits them (oneDNN on packed weights);
         3. per model, batch, precision and backend: the median ms per forward over --iterations runs (after one
            warm-up; the configurations of one model and batch alternate run by run, so machine noise hits all of
-           them alike), the true GFLOP/s by the spec formula (2 × linear MACs + attention matmuls), that rate as a
+           them alike), the true GFLOP/s (2 × (linear MACs + attention matmuls)), that rate as a
            fraction of the physical peak of its precision on all threads, and as a fraction of its backend's
            achievable GEMM rate.
         Weights are seeded random (shapes are what matter); BF16 converts them at load.
