@@ -13,15 +13,9 @@ struct EngineBench: ParsableCommand {
         abstract: "DiT-MoE and dense DiT forward time and GFLOP/s per precision and GEMM backend, against the physical peak.",
         discussion: """
         Prints, in one run:
-        1. the physical FP32 and BF16 peaks (CPeak, as `moebench-bench peak`), the OpenBLAS kernel (with a warning
-           when OPENBLAS_CORETYPE forces one without AVX-512) and oneDNN's matmul implementations;
-        2. the achievable GEMM rate of each backend × precision: the median over repeats of y = x·Wᵀ on four DiT layer
-           shapes, rows split over --threads workers exactly as the engine splits them (oneDNN on packed weights);
-        3. per model, batch, precision and backend: the median ms per forward over --iterations runs (after one
-           warm-up; the configurations of one model and batch alternate run by run, so machine noise hits all of
-           them alike), the true GFLOP/s (2 × (linear MACs + attention matmuls)), that rate as a
-           fraction of the physical peak of its precision on all threads, and as a fraction of its backend's
-           achievable GEMM rate.
+        1. the physical FP32 and BF16 peaks (CPeak, as `moebench-bench peak`), the OpenBLAS kernel (with a warning when OPENBLAS_CORETYPE forces one without AVX-512) and oneDNN's matmul implementations;
+        2. the achievable GEMM rate of each backend × precision: the median over repeats of y = x·Wᵀ on four DiT layer shapes, rows split over --threads workers exactly as the engine splits them (oneDNN on packed weights);
+        3. per model, batch, precision and backend: the median ms per forward over --iterations runs (after one warm-up; the configurations of one model and batch alternate run by run, so machine noise hits all of them alike), the true GFLOP/s (2 × (linear MACs + attention matmuls)), that rate as a fraction of the physical peak of its precision on all threads, and as a fraction of its backend's achievable GEMM rate.
         Weights are seeded random (shapes are what matter); BF16 converts them at load.
         """)
 
