@@ -13,7 +13,8 @@ struct WorkerCommand: ParsableCommand {
         discussion: """
         Loads only the listed experts (of every MoE layer), binds its threads and memory to --numa-node with
         libnuma and checks that it worked (the node of the CPU it runs on and of its weight pages), then serves
-        coordinators over TCP, one thread per connection. Peers must prove the shared secret in --secret-file;
+        coordinators over TCP: handshakes on the accept thread, one thread per authenticated connection, at most
+        --max-connections open at once. Peers must prove the shared secret in --secret-file;
         anything malformed gets an ERROR and loses its connection while the others keep being served. STATS reports
         rows served and compute time per expert. A SHUTDOWN from an authenticated peer ends the process.
         Usually started for you by `moebench cluster up` from a hosts file.
@@ -43,6 +44,12 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .customLong("max-frame-mib"), help: "Largest accepted frame payload in MiB.")
     var maxFrameMiB: Int = 256
 
+    @Option(name: .customLong("max-decoded-mib"), help: "Largest decoded size of one request's values (rows × dim × 4 B) in MiB.")
+    var maxDecodedMiB: Int = WireLimits.defaultMaxDecodedBytes >> 20
+
+    @Option(name: .customLong("max-connections"), help: "Open connections at most (handshaking and authenticated); more are refused.")
+    var maxConnections: Int = 256
+
     func run() throws {
         BLASThreads.set(1)
         Parallel.threads = 1
@@ -57,7 +64,8 @@ struct WorkerCommand: ParsableCommand {
             let secret = try WireSecret(contentsOf: secretFile)
             let options = WorkerOptions(name: name ?? listen, host: host, port: port,
                                         numaNode: numaNode >= 0 ? numaNode : nil, secret: secret,
-                                        limits: WireLimits(maxPayload: maxFrameMiB << 20))
+                                        limits: WireLimits(maxPayload: maxFrameMiB << 20, maxDecodedBytes: maxDecodedMiB << 20),
+                                        maxConnections: maxConnections)
             let start = Date()
             let worker = try ExpertWorker.start(config: cfg, source: model.source,
                                                 experts: expertList, options: options, precision: precision)
