@@ -85,7 +85,9 @@ public final class HandshakeAcceptor {
         if accept { pollSet.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)) }
         var ms = Int32(max(0, timeout * 1000))
         let now = monotonicNanos()
-        if let soonest = pending.map(\.deadline).min() {
+        var soonest = UInt64.max
+        for p in pending where p.deadline < soonest { soonest = p.deadline }
+        if soonest != .max {
             ms = soonest <= now ? 0 : min(ms, Int32(min((soonest - now) / 1_000_000 + 1, UInt64(Int32.max))))
         }
         let rc = pollSet.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), ms) }
