@@ -51,6 +51,7 @@ struct WorkerCommand: ParsableCommand {
     var maxConnections: Int = 256
 
     func run() throws {
+        ExpertWorker.configureProcess()
         BLASThreads.set(1)
         Parallel.threads = 1
         let precision = try model.applyCompute()
