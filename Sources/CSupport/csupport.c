@@ -37,8 +37,3 @@ int moe_affinity_count(void) {
 int moe_tune_malloc(int arenas, size_t mmap_threshold) {
     return mallopt(M_ARENA_MAX, arenas) == 1 && mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) == 1;
 }
-
-size_t moe_malloc_in_use(void) {
-    struct mallinfo2 m = mallinfo2();
-    return m.uordblks + m.hblkhd;
-}

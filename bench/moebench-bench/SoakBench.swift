@@ -13,9 +13,10 @@ struct SoakBench: ParsableCommand {
         EXPERT/PING/STATS traffic and reconnect every few hundred requests, --attackers threads send malformed
         traffic (garbage, oversize and unknown headers, corrupted checksums, re-sealed mutated EXPERT payloads,
         decompression bombs, foreign experts, frames cut off mid-way, idle handshakes) and expect an ERROR or a
-        closed connection each time. Every --sample-every seconds it prints the worker's RSS (/proc/PID/status)
-        and the traffic so far; at the end, the RSS after --warmup seconds: first, last, min, max, spread and the
-        least-squares slope. Exits non-zero if a valid request failed or the worker died.
+        closed connection each time. Every --sample-every seconds it prints the worker's RSS and its anonymous part
+        (/proc/PID/status VmRSS, RssAnon: file-backed pages of code and libraries come and go with the page cache)
+        and the traffic so far; at the end, for both, the samples after --warmup seconds: first, last, min, max,
+        spread and the least-squares slope. Exits non-zero if a valid request failed or the worker died.
         """)
 
     @Option(help: "Worker address.") var host = "127.0.0.1"
@@ -76,21 +77,21 @@ struct SoakBench: ParsableCommand {
             }
             t.start(); threads.append(t)
         }
-        var samples: [(t: Double, rss: Double)] = []
+        var samples: [(t: Double, rss: Double, anon: Double)] = []
         let t0 = monotonicNanos()
         print("soak: worker pid \(workerPID) at \(host):\(port), \(cfg.name) experts \(experts.count), \(clients) clients, "
               + "\(attackers) attackers, \(Int(duration)) s, warm-up \(Int(warmup)) s")
-        print("    t_s   rss_MB  valid_frames  malformed_frames  connections  refused  failures")
+        print("    t_s   rss_MB  anon_MB  valid_frames  malformed_frames  connections  refused  failures")
         while true {
             let now = monotonicNanos()
             let t = Double(now - t0) / 1e9
-            guard let rss = Self.residentMB(pid: workerPID) else {
+            guard let rss = Self.statusMB(pid: workerPID, "VmRSS:"), let anon = Self.statusMB(pid: workerPID, "RssAnon:") else {
                 counters.fail("worker \(workerPID) is gone at t=\(t) s")
                 break
             }
-            samples.append((t, rss))
+            samples.append((t, rss, anon))
             let (v, m, c, r, f) = counters.snapshot
-            print(String(format: "%7.1f %8.2f %13d %17d %12d %8d %9d", t, rss, v, m, c, r, f))
+            print(String(format: "%7.1f %8.2f %8.2f %13d %17d %12d %8d %9d", t, rss, anon, v, m, c, r, f))
             fflush(stdout)
             if now >= end { break }
             Thread.sleep(forTimeInterval: min(sampleEvery, Double(end - now) / 1e9 + 0.01))
@@ -98,16 +99,8 @@ struct SoakBench: ParsableCommand {
         while threads.contains(where: { !$0.isFinished }) { Thread.sleep(forTimeInterval: 0.05) }
         let steady = samples.filter { $0.t >= warmup }
         if steady.count >= 2 {
-            let rs = steady.map(\.rss)
-            let n = Double(steady.count)
-            let mt = steady.map(\.t).reduce(0, +) / n, mr = rs.reduce(0, +) / n
-            let num = steady.reduce(0.0) { $0 + ($1.t - mt) * ($1.rss - mr) }
-            let den = steady.reduce(0.0) { $0 + ($1.t - mt) * ($1.t - mt) }
-            let slope = den > 0 ? num / den * 60 : 0
-            let spread = rs.max()! - rs.min()!
-            print(String(format: "trend after %.0f s (%d samples): first %.2f MB, last %.2f MB, min %.2f, max %.2f, spread %.2f MB, slope %+.3f MB/min — %@",
-                         warmup, steady.count, rs.first!, rs.last!, rs.min()!, rs.max()!, spread, slope,
-                         spread <= 1.0 ? "flat within 1 MB" : "NOT flat within 1 MB"))
+            print(Self.trend("RSS", steady.map { ($0.t, $0.rss) }, warmup: warmup))
+            print(Self.trend("RssAnon", steady.map { ($0.t, $0.anon) }, warmup: warmup))
         }
         let (v, m, c, r, f) = counters.snapshot
         print("totals: \(v) valid frames, \(m) malformed frames, \(c) connections, \(r) refused, \(f) failures")
@@ -115,9 +108,24 @@ struct SoakBench: ParsableCommand {
         if f > 0 { throw ExitCode(1) }
     }
 
-    static func residentMB(pid: Int32) -> Double? {
+    /// First, last, min, max, spread and least-squares slope of (seconds, MB) samples.
+    static func trend(_ name: String, _ s: [(t: Double, mb: Double)], warmup: Double) -> String {
+        let n = Double(s.count)
+        let mt = s.map(\.t).reduce(0, +) / n, mm = s.map(\.mb).reduce(0, +) / n
+        let num = s.reduce(0.0) { $0 + ($1.t - mt) * ($1.mb - mm) }
+        let den = s.reduce(0.0) { $0 + ($1.t - mt) * ($1.t - mt) }
+        let slope = den > 0 ? num / den * 60 : 0
+        let v = s.map(\.mb)
+        let spread = v.max()! - v.min()!
+        return String(format: "%@ trend after %.0f s (%d samples): first %.2f MB, last %.2f MB, min %.2f, max %.2f, spread %.2f MB, slope %+.3f MB/min — %@",
+                      name, warmup, s.count, v.first!, v.last!, v.min()!, v.max()!, spread, slope,
+                      spread <= 1.0 ? "flat within 1 MB" : "NOT flat within 1 MB")
+    }
+
+    /// A `/proc/PID/status` field in MB (`VmRSS:`, `RssAnon:`); nil once the process is gone.
+    static func statusMB(pid: Int32, _ field: String) -> Double? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
               let kb = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return nil }
         return kb / 1024
     }

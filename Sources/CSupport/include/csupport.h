@@ -16,8 +16,6 @@ int moe_affinity_count(void);
    `mmap_threshold` bytes mapped on its own and unmapped when freed (M_MMAP_THRESHOLD, which also turns off glibc's
    dynamic raising of that threshold). Returns 1 when both were accepted. */
 int moe_tune_malloc(int arenas, size_t mmap_threshold);
-/* Bytes glibc's malloc has allocated and not freed (mallinfo2 uordblks + hblkhd). */
-size_t moe_malloc_in_use(void);
 
 /* CRC32C (Castagnoli, reflected 0x82F63B78, init and final xor 0xFFFFFFFF) of n bytes at data, continuing from
    crc (the CRC of the bytes before; 0 to start). Uses the fastest of the paths below that the CPU has. */
