@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <sched.h>
+#include <malloc.h>
 #include <numaif.h>
 #include "csupport.h"
 
@@ -31,4 +32,8 @@ int moe_affinity_count(void) {
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
     return CPU_COUNT(&set);
+}
+
+int moe_tune_malloc(int arenas, size_t mmap_threshold) {
+    return mallopt(M_ARENA_MAX, arenas) == 1 && mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) == 1;
 }

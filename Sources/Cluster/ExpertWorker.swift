@@ -1,12 +1,15 @@
 // The expert worker: owns some routed experts of every MoE layer, serves EXPERT requests over the wire protocol
-// (docs/protocol.md), one thread per connection. A malformed or unauthenticated peer gets ERROR and loses its
-// connection; the worker and its other connections carry on.
+// (docs/protocol.md). A malformed or unauthenticated peer gets ERROR and loses its connection; the worker and its
+// other connections carry on.
 //
-// Threading: each connection (its socket, buffers and byte counters) belongs to its own thread; the worker's
-// shared state (stop flag, per-expert stats, per-connection traffic snapshots) is guarded by `lock`. Nobody touches
-// another thread's socket: `stop()` only sets a flag, which every connection thread polls at least every
-// `stopPollInterval` while it waits for its peer.
+// Threading: the accept thread (`serve()`) accepts and runs every handshake itself (`HandshakeAcceptor`, poll), so
+// an unauthenticated connection costs no thread; each authenticated connection (its socket, buffers and byte
+// counters) then belongs to its own thread. Open connections (handshaking + authenticated) are at most
+// `maxConnections`. The worker's shared state (stop flag, per-expert stats, per-connection traffic snapshots) is
+// guarded by `lock`. Nobody touches another thread's socket: `stop()` only sets a flag, which the accept thread and
+// every connection thread look at at least every `stopPollInterval` while they wait.
 
+import CSupport
 import DiT
 import Foundation
 import Tensor
@@ -20,17 +23,25 @@ public struct WorkerOptions {
     public var numaNode: Int?
     public var secret: WireSecret
     public var limits: WireLimits
-    /// Handshake deadline and idle limit per request frame (seconds).
+    /// Seconds from accept to READY.
     public var handshakeTimeout: Double
+    /// Seconds an authenticated connection may stay silent between requests.
     public var idleTimeout: Double
+    /// Seconds to receive a whole frame once its first byte has arrived (a peer stalling mid-frame is dropped).
+    public var frameTimeout: Double
+    /// Open connections at most, handshaking and authenticated together; more get ERROR tooManyConnections.
+    /// Capped at start to the file-descriptor limit minus a reserve.
+    public var maxConnections: Int
     /// Where operational problems go (accept failures); one line per call, stderr by default.
     public var log: (String) -> Void
 
     public init(name: String, host: String = "127.0.0.1", port: Int, numaNode: Int? = nil, secret: WireSecret,
                 limits: WireLimits = .default, handshakeTimeout: Double = 10, idleTimeout: Double = 3600,
+                frameTimeout: Double = 30, maxConnections: Int = 256,
                 log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
         self.name = name; self.host = host; self.port = port; self.numaNode = numaNode; self.secret = secret
         self.limits = limits; self.handshakeTimeout = handshakeTimeout; self.idleTimeout = idleTimeout
+        self.frameTimeout = frameTimeout; self.maxConnections = maxConnections
         self.log = log
     }
 }
@@ -64,6 +75,9 @@ public final class ExpertWorker: @unchecked Sendable {
     private var sampleCursor = 0
     /// Accept errors seen by `serve()` (for tests and the log).
     private(set) var acceptFailures = 0
+    /// Handshakes that failed or timed out, and connections refused for the limit (copied from the acceptor).
+    private var failedHandshakeCount = 0
+    private var refusedConnectionCount = 0
     private let started = monotonicNanos()
 
     struct Traffic { var received: UInt64 = 0, sent: UInt64 = 0 }
@@ -131,46 +145,91 @@ public final class ExpertWorker: @unchecked Sendable {
 
     // MARK: serving
 
-    /// Accepts connections until `stop()` or a SHUTDOWN; each connection gets its own thread. A failing accept
-    /// (e.g. EMFILE) is logged once per distinct error and retried with exponential back-off.
+    /// glibc malloc settings of a worker process. Every authenticated connection runs on its own short-lived
+    /// thread, and by default glibc hands new threads arenas of their own (up to 8 per core) that each keep their
+    /// high-water mark, and raises its mmap threshold whenever a large block is freed, so later connection buffers
+    /// land in those arenas: connection churn then grows RSS for minutes and leaves it noisy. With two arenas and a
+    /// fixed 64 KiB mmap threshold, a connection's frame and codec buffers (64 KiB and up) are mapped when it
+    /// starts or grows them and returned to the kernel when it closes. Connection threads allocate only then, never
+    /// per request, so neither setting costs anything on the request path.
+    public static let mallocArenas: Int32 = 2
+    public static let mmapThreshold = 64 << 10
+
+    /// Process-wide settings for a process that runs a worker: call once, before loading weights.
+    public static func configureProcess() {
+        _ = moe_tune_malloc(mallocArenas, mmapThreshold)
+    }
+
+    /// File descriptors kept free of connections (weights, logs, the listener, libraries).
+    static let reservedDescriptors = 64
+
+    /// Connections at most, given the process's file-descriptor limit (raised to its hard limit first).
+    public static func connectionCap(_ wanted: Int) -> Int {
+        var r = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &r) == 0 else { return wanted }
+        if r.rlim_cur < r.rlim_max {
+            var raised = r
+            raised.rlim_cur = r.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { r = raised }
+        }
+        let usable = r.rlim_cur >= rlim_t(Int.max) ? Int.max : Int(r.rlim_cur) - reservedDescriptors
+        return max(1, min(wanted, usable))
+    }
+
+    /// Accepts connections and runs their handshakes on this thread until `stop()` or a SHUTDOWN; each
+    /// authenticated connection gets its own thread. A failing accept (e.g. EMFILE) is logged once per distinct
+    /// error and retried with exponential back-off, while the handshakes in progress go on.
     public func serve() {
         lock.lock(); serving = true; lock.unlock()
         var backoff = AcceptBackoff()
+        var acceptPausedUntil: UInt64 = 0
+        let acceptor = HandshakeAcceptor(listener: listener, options: .init(
+            secret: options.secret, fingerprint: fingerprint, limits: options.limits,
+            handshakeTimeout: options.handshakeTimeout, maxConnections: Self.connectionCap(options.maxConnections),
+            name: "worker \(options.name)"))
+        let welcome = Welcome(nonce: [], fingerprint: fingerprint, workerName: options.name, numa: numa,
+                              experts: experts.map(UInt32.init), proof: [])
         while !isStopping {
-            let accepted: WireConnection?
-            do {
-                accepted = try listener.accept(timeout: 0.2, limits: options.limits)
-                backoff.succeeded()
-            } catch {
+            lock.lock(); let active = activeThreads; lock.unlock()
+            let accepting = monotonicNanos() >= acceptPausedUntil
+            let failure = acceptor.step(timeout: Self.stopPollInterval, accept: accepting, active: active,
+                                        welcome: { _ in welcome }) { conn, _ in self.startConnectionThread(conn) }
+            lock.lock(); failedHandshakeCount = acceptor.failedHandshakes; refusedConnectionCount = acceptor.refused; lock.unlock()
+            if let error = failure {
                 lock.lock(); acceptFailures += 1; lock.unlock()
                 if let first = backoff.failed(error) {
                     options.log("worker \(options.name): cannot accept connections on \(options.host):\(port): \(first); "
                                 + "retrying every \(AcceptBackoff.initial)–\(AcceptBackoff.maximum) s (each distinct error is logged once)")
                 }
-                sleepUnlessStopping(backoff.delay)
-                continue
+                acceptPausedUntil = monotonicNanos() &+ UInt64(backoff.delay * 1e9)
+            } else if accepting {
+                backoff.succeeded()
             }
-            guard let conn = accepted else { continue }
-            let id = ObjectIdentifier(conn)
-            lock.lock()
-            traffic[id] = Traffic()
-            activeThreads += 1
-            lock.unlock()
-            let t = Thread { [self] in
-                self.handle(conn)
-                conn.close()
-                self.lock.lock()
-                let last = self.traffic.removeValue(forKey: id) ?? Traffic()
-                self.closedTraffic.received &+= last.received
-                self.closedTraffic.sent &+= last.sent
-                self.activeThreads -= 1
-                self.lock.unlock()
-            }
-            t.stackSize = 1 << 20
-            t.start()
         }
+        acceptor.closeAll(.shuttingDown, "worker \(options.name) is stopping")
         listener.close()
         lock.lock(); serving = false; lock.unlock()
+    }
+
+    /// Gives an authenticated connection its own thread (it counts in `activeThreads` from here on).
+    private func startConnectionThread(_ conn: WireConnection) {
+        let id = ObjectIdentifier(conn)
+        lock.lock()
+        traffic[id] = Traffic(received: conn.bytesReceived, sent: conn.bytesSent)
+        activeThreads += 1
+        lock.unlock()
+        let t = Thread { [self] in
+            self.handle(conn)
+            conn.close()
+            self.lock.lock()
+            let last = self.traffic.removeValue(forKey: id) ?? Traffic()
+            self.closedTraffic.received &+= last.received
+            self.closedTraffic.sent &+= last.sent
+            self.activeThreads -= 1
+            self.lock.unlock()
+        }
+        t.stackSize = 1 << 20
+        t.start()
     }
 
     /// Starts `serve()` on a background thread.
@@ -185,6 +244,11 @@ public final class ExpertWorker: @unchecked Sendable {
     public func stop() {
         lock.lock(); stopping = true; lock.unlock()
     }
+
+    /// Handshakes that failed or timed out since the start.
+    public var handshakesFailed: Int { lock.lock(); defer { lock.unlock() }; return failedHandshakeCount }
+    /// Connections refused with ERROR tooManyConnections since the start.
+    public var refusedConnections: Int { lock.lock(); defer { lock.unlock() }; return refusedConnectionCount }
 
     public var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
 
@@ -242,23 +306,10 @@ public final class ExpertWorker: @unchecked Sendable {
         }
     }
 
-    /// One connection: handshake, then requests until the peer leaves or misbehaves.
+    /// One authenticated connection: requests until the peer leaves or misbehaves. Waiting for the next request
+    /// is bounded by `idleTimeout`; once a frame has started, all of it must arrive within `frameTimeout`.
     func handle(_ conn: WireConnection) {
         defer { publishTraffic(conn) }
-        switch awaitPeer(conn, timeout: options.handshakeTimeout) {
-        case .readable: break
-        case .stopping: conn.fail(.shuttingDown, "worker \(options.name) is stopping"); return
-        case .idle: conn.fail(.timeout, "no HELLO within \(options.handshakeTimeout) s"); return
-        }
-        do {
-            _ = try Handshake.server(conn, secret: options.secret, fingerprint: fingerprint,
-                                     timeout: options.handshakeTimeout) { _ in
-                Welcome(nonce: [], fingerprint: self.fingerprint, workerName: self.options.name, numa: self.numa,
-                        experts: self.experts.map(UInt32.init), proof: [])
-            }
-        } catch {
-            return   // the peer got ERROR (or left); nothing was computed for it
-        }
         publishTraffic(conn)
         let session = WorkerSession(worker: self)
         while conn.isOpen {
@@ -269,7 +320,7 @@ public final class ExpertWorker: @unchecked Sendable {
             }
             let frame: ReceivedFrame
             defer { publishTraffic(conn) }
-            do { frame = try conn.receive(timeout: options.idleTimeout) } catch let e as WireError {
+            do { frame = try conn.receive(timeout: options.frameTimeout) } catch let e as WireError {
                 if case .closed = e { return }
                 conn.fail(e.code, e.description)
                 return

@@ -1,11 +1,13 @@
-// The `hosts` file: one expert worker a line (README "Cluster"; issue 4 item 1).
+// The `hosts` file: one expert worker a line (README "Cluster").
 //
 //     # name  address     port  numa  experts
 //     w0      127.0.0.1   7101  0     0-3
 //     w1      127.0.0.1   7102  0     4-7,0      # expert 0 also here: a replica
 //
-// Fields are separated by spaces or tabs; `#` starts a comment. Expert lists are comma-separated ids or
-// inclusive ranges `a-b`. Names and address:port pairs are unique. The NUMA node is checked by the worker that
+// Lines end in LF or CRLF. Fields are separated by spaces or tabs; `#` starts a comment. Expert lists are
+// comma-separated ids or inclusive ranges `a-b`. Names are unique, and so are listening endpoints: two lines whose
+// addresses resolve to a common address (or where one is a wildcard address) must use different ports, since
+// only one worker can listen there and it would answer for both. The NUMA node is checked by the worker that
 // binds to it (NUMA.bind), since only that machine knows its nodes.
 
 import Foundation
@@ -51,11 +53,17 @@ public struct HostsFile: Equatable, Sendable {
         return try parse(text, path: path)
     }
 
-    public static func parse(_ text: String, path: String = "hosts") throws -> HostsFile {
+    /// `resolve` maps an address field to the numeric addresses it stands for (nil when it does not resolve here;
+    /// the text itself is then compared). The default asks the system resolver.
+    public static func parse(_ text: String, path: String = "hosts",
+                             resolve: (String) -> [String]? = HostsFile.systemAddresses) throws -> HostsFile {
         var entries: [HostEntry] = []
         var names: [String: Int] = [:]
-        var endpoints: [String: Int] = [:]
-        for (i, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        /// Numeric address → (line, spelled address), per port.
+        var listening: [Int: [(address: String, line: Int, spelled: String)]] = [:]
+        // "\r\n" is one Character in Swift: splitting on "\n" alone would not split CRLF lines.
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        for (i, rawLine) in lines.enumerated() {
             let lineNo = i + 1
             func fail(_ m: String) -> HostsFileError { HostsFileError(path: path, line: lineNo, message: m) }
             var line = Substring(rawLine)
@@ -81,15 +89,58 @@ public struct HostsFile: Equatable, Sendable {
                 throw fail("experts '\(fields[4])': \(e.message)")
             }
             if let first = names[name] { throw fail("duplicate worker name '\(name)' (first on line \(first))") }
-            let endpoint = "\(fields[1]):\(port)"
-            if let first = endpoints[endpoint] { throw fail("duplicate address \(endpoint) (first on line \(first))") }
+            let spelled = fields[1]
+            let numeric = resolve(spelled).flatMap { $0.isEmpty ? nil : $0 } ?? [spelled.lowercased()]
+            for a in numeric {
+                for other in listening[port] ?? [] where other.address == a || isWildcard(a) || isWildcard(other.address) {
+                    if other.spelled == spelled {
+                        throw fail("duplicate address \(spelled):\(port) (first on line \(other.line))")
+                    }
+                    let via = other.address == a ? "both resolve to \(a)" : "a wildcard address covers the other"
+                    throw fail("address \(spelled):\(port) is the same listening endpoint as \(other.spelled):\(port) on line "
+                               + "\(other.line) (\(via)); lines \(other.line) and \(lineNo) need different ports")
+                }
+            }
             names[name] = lineNo
-            endpoints[endpoint] = lineNo
+            listening[port, default: []] += Set(numeric).map { ($0, lineNo, spelled) }
             entries.append(HostEntry(name: name, address: fields[1], port: port, numaNode: node, experts: experts, line: lineNo))
         }
         guard !entries.isEmpty else { throw HostsFileError(path: path, line: nil, message: "no workers listed") }
         return HostsFile(path: path, entries: entries)
     }
+
+    /// The numeric addresses (`127.0.0.1`, `::1`) the system resolver gives for `host`; nil if it gives none.
+    public static func systemAddresses(_ host: String) -> [String]? {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &res) == 0, let first = res else { return nil }
+        defer { freeaddrinfo(first) }
+        var out: [String] = []
+        var p: UnsafeMutablePointer<addrinfo>? = first
+        var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        while let a = p {
+            if a.pointee.ai_family == AF_INET {
+                a.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    var addr = sin.pointee.sin_addr
+                    inet_ntop(AF_INET, &addr, &buf, socklen_t(buf.count))
+                }
+                out.append(String(cString: buf))
+            } else if a.pointee.ai_family == AF_INET6 {
+                a.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
+                    var addr = sin.pointee.sin6_addr
+                    inet_ntop(AF_INET6, &addr, &buf, socklen_t(buf.count))
+                }
+                out.append(String(cString: buf))
+            }
+            p = a.pointee.ai_next
+        }
+        return out.isEmpty ? nil : out
+    }
+
+    /// `0.0.0.0` and `::` listen on every address of the machine.
+    static func isWildcard(_ numeric: String) -> Bool { numeric == "0.0.0.0" || numeric == "::" }
 
     /// Checks the file against a model with `expertCount` experts: ids in range, every expert hosted somewhere.
     public func validate(expertCount: Int) throws {

@@ -9,6 +9,8 @@ public enum DiTError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(path: String, key: String, expected: [Int], got: [Int])
     case unsupportedDType(path: String, key: String, dtype: String, expected: String)
     case badInput(path: String, field: String, reason: String)
+    /// A weight tensor holds NaN or ±Inf: `count` such values, the first at flat index `index`.
+    case nonFiniteWeight(path: String, key: String, index: Int, value: String, count: Int)
 
     public var description: String {
         switch self {
@@ -28,6 +30,9 @@ public enum DiTError: Error, CustomStringConvertible, Equatable {
         case let .unsupportedDType(path, key, dtype, expected):
             return "\(path): tensor '\(key)' has dtype \(dtype), expected \(expected)"
         case let .badInput(path, field, reason): return "\(path): '\(field)': \(reason)"
+        case let .nonFiniteWeight(path, key, index, value, count):
+            return "\(path): tensor '\(key)' has \(count) non-finite value(s), the first \(value) at flat index \(index); "
+                + "expected finite weights (a diverged or corrupted checkpoint)"
         }
     }
 }

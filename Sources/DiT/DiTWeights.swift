@@ -255,6 +255,9 @@ public final class DiTWeights: @unchecked Sendable {
     private func adopt(_ spec: TensorSpec, from f: SafetensorsFile) throws {
         let e = f[spec.key]!
         let dtype = e.dtype.weightDType!
+        if let bad = NonFinite.scan(e.data, count: e.elementCount, dtype: dtype) {
+            throw DiTError.nonFiniteWeight(path: f.path, key: spec.key, index: bad.first, value: bad.value, count: bad.count)
+        }
         if spec.shape.count == 1 || spec.key == "pos_embed" || spec.key == "y_embedder.embedding_table.weight" {
             if dtype == .f32 {
                 register(spec, f32: e.data)

@@ -39,16 +39,19 @@ public final class WireConnection {
     public let peer: String
     public var limits: WireLimits
     /// The outgoing frame; `send(_:requestID:timeout:_:)` rebuilds it for every message.
-    public let sendBuffer = WireBuffer()
-    let recvBuffer = WireBuffer()
+    public let sendBuffer: WireBuffer
+    let recvBuffer: WireBuffer
     /// Compute payload checksums on send (flag bit 0 when off; the peer must accept that, see WireLimits).
     public var payloadChecksums = true
     var headerScratch = [UInt8](repeating: 0, count: Frame.headerSize)
-    public private(set) var bytesSent: UInt64 = 0
-    public private(set) var bytesReceived: UInt64 = 0
+    public internal(set) var bytesSent: UInt64 = 0
+    public internal(set) var bytesReceived: UInt64 = 0
 
-    public init(socket fd: Int32, peer: String, limits: WireLimits = .default) {
+    /// `bufferCapacity`: initial bytes of each of the two frame buffers (they grow to the largest frame seen).
+    public init(socket fd: Int32, peer: String, limits: WireLimits = .default, bufferCapacity: Int = 64 << 10) {
         self.fd = fd; self.peer = peer; self.limits = limits
+        sendBuffer = WireBuffer(capacity: bufferCapacity)
+        recvBuffer = WireBuffer(capacity: bufferCapacity)
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }

@@ -59,8 +59,11 @@ public enum ExpertMessage {
             groups.append(g)
         }
         let (elements, overflow) = rows.multipliedReportingOverflow(by: dim)
-        guard !overflow, elements <= limits.maxPayload / 4 else {
-            throw WireError.malformed(field: "\(prefix).groups", reason: "\(rows) rows × \(dim) exceeds the frame limit")
+        let limit = min(limits.maxPayload, limits.maxDecodedBytes) / 4
+        guard !overflow, elements <= limit else {
+            throw WireError.malformed(field: "\(prefix).groups",
+                                      reason: "\(rows) rows × \(dim) values decode to \(overflow ? "more than 2^63" : "\(elements * 4)") bytes, "
+                                          + "above the limit of \(limit * 4) bytes (WireLimits.maxDecodedBytes)")
         }
         return (layer, dim, rows)
     }

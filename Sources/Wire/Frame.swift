@@ -31,11 +31,16 @@ public struct WireLimits: Sendable {
     public var maxPayload: Int
     public static let maxString = 4096
     public static let maxList = 1 << 20
+    /// Largest decoded size of one message's values (Σrows × dim × 4 bytes of F32), checked on the declared counts
+    /// before any buffer is sized or any shard decompressed: LZ4 expands up to 255×, so a small frame could
+    /// otherwise declare gigabytes.
+    public var maxDecodedBytes: Int
     /// Accept frames whose sender omitted the payload checksum (flag bit 0); off by default.
     public var acceptUnchecksummed: Bool
+    public static let defaultMaxDecodedBytes = 64 << 20
     public static let `default` = WireLimits(maxPayload: 256 << 20)
-    public init(maxPayload: Int, acceptUnchecksummed: Bool = false) {
-        self.maxPayload = maxPayload; self.acceptUnchecksummed = acceptUnchecksummed
+    public init(maxPayload: Int, maxDecodedBytes: Int = WireLimits.defaultMaxDecodedBytes, acceptUnchecksummed: Bool = false) {
+        self.maxPayload = maxPayload; self.maxDecodedBytes = maxDecodedBytes; self.acceptUnchecksummed = acceptUnchecksummed
     }
 }
 

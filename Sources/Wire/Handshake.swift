@@ -118,51 +118,81 @@ public enum Handshake {
         }
     }
 
-    /// Worker side. `welcome` builds the worker's WELCOME from the HELLO (nonce and proof are filled in here).
-    /// Returns the HELLO once the client has proved the secret; on failure the client got ERROR and the
-    /// connection is closed.
+    /// Worker side, blocking. `welcome` builds the worker's WELCOME from the HELLO (nonce and proof are filled in
+    /// here). Returns the HELLO once the client has proved the secret; on failure the client got ERROR and the
+    /// connection is closed. `timeout` bounds each receive and send.
     public static func server(_ conn: WireConnection, secret: WireSecret, fingerprint: ModelFingerprint,
                               timeout: Double = 10, welcome: (Hello) -> Welcome) throws -> Hello {
         try withHandshakeLimit(conn) {
-            try serverExchange(conn, secret: secret, fingerprint: fingerprint, timeout: timeout, welcome: welcome)
+            var machine = ServerHandshake(secret: secret, fingerprint: fingerprint)
+            do {
+                while true {
+                    switch try machine.receive(try conn.receive(timeout: timeout), welcome: welcome) {
+                    case .send(let w): try conn.send(w, timeout: timeout)
+                    case .authenticated(let hello):
+                        try conn.send(Ready(), timeout: timeout)
+                        return hello
+                    }
+                }
+            } catch let e as WireError {
+                if case .peer = e {} else if case .closed = e {} else { conn.fail(e.code, e.description) }
+                conn.close()
+                throw e
+            }
         }
     }
+}
 
-    private static func serverExchange(_ conn: WireConnection, secret: WireSecret, fingerprint: ModelFingerprint,
-                               timeout: Double, welcome: (Hello) -> Welcome) throws -> Hello {
-        do {
-            let frame = try conn.receive(timeout: timeout)
+/// The worker's side of the handshake as a state machine fed one received frame at a time, so that one thread can
+/// run the handshakes of many connections (see `HandshakeAcceptor`):
+///   AWAIT_HELLO --HELLO ok--> (send WELCOME) AWAIT_AUTH --AUTH ok--> (send READY) authenticated.
+/// Any error thrown means: answer ERROR (unless the peer sent ERROR or left) and close.
+public struct ServerHandshake {
+    public enum Step {
+        /// Send this WELCOME and feed the next frame.
+        case send(Welcome)
+        /// The client proved the secret: send READY; the connection is serving from then on.
+        case authenticated(Hello)
+    }
+
+    let secret: WireSecret
+    let fingerprint: ModelFingerprint
+    private var hello: Hello?
+    private var serverNonce: [UInt8] = []
+
+    public init(secret: WireSecret, fingerprint: ModelFingerprint) {
+        self.secret = secret; self.fingerprint = fingerprint
+    }
+
+    public mutating func receive(_ frame: ReceivedFrame, welcome: (Hello) -> Welcome) throws -> Step {
+        guard let hello else {
             guard frame.header.type == .hello else {
+                try frame.throwIfError()
                 throw WireError.unexpectedMessage(got: "\(frame.header.type)", expected: "HELLO")
             }
-            let hello = try frame.decode(Hello.self)
-            guard hello.protocolVersion == Frame.version else { throw WireError.unsupportedVersion(hello.protocolVersion) }
-            guard hello.fingerprint.isNone || hello.fingerprint == fingerprint else {
-                throw WireError.fingerprintMismatch("worker serves model \(fingerprint), coordinator expects \(hello.fingerprint)")
+            let h = try frame.decode(Hello.self)
+            guard h.protocolVersion == Frame.version else { throw WireError.unsupportedVersion(h.protocolVersion) }
+            guard h.fingerprint.isNone || h.fingerprint == fingerprint else {
+                throw WireError.fingerprintMismatch("worker serves model \(fingerprint), coordinator expects \(h.fingerprint)")
             }
-            let serverNonce = WireSecret.randomBytes()
-            var w = welcome(hello)
+            serverNonce = WireSecret.randomBytes()
+            var w = welcome(h)
             w.nonce = serverNonce
             w.fingerprint = fingerprint
-            w.proof = secret.serverProof(clientNonce: hello.nonce, serverNonce: serverNonce, fingerprint: fingerprint)
-            try conn.send(w, timeout: timeout)
-            let authFrame = try conn.receive(timeout: timeout)
-            try authFrame.throwIfError()
-            guard authFrame.header.type == .auth else {
-                throw WireError.unexpectedMessage(got: "\(authFrame.header.type)", expected: "AUTH")
-            }
-            let auth = try authFrame.decode(Auth.self)
-            guard secret.verify(auth.proof, server: false, clientNonce: hello.nonce, serverNonce: serverNonce,
-                                fingerprint: .none) else {
-                throw WireError.authFailed("peer \(conn.peer) (\(hello.peerName)) does not hold the shared secret")
-            }
-            try conn.send(Ready(), timeout: timeout)
-            return hello
-        } catch let e as WireError {
-            if case .peer = e {} else if case .closed = e {} else { conn.fail(e.code, e.description) }
-            conn.close()
-            throw e
+            w.proof = secret.serverProof(clientNonce: h.nonce, serverNonce: serverNonce, fingerprint: fingerprint)
+            self.hello = h
+            return .send(w)
         }
+        try frame.throwIfError()
+        guard frame.header.type == .auth else {
+            throw WireError.unexpectedMessage(got: "\(frame.header.type)", expected: "AUTH")
+        }
+        let auth = try frame.decode(Auth.self)
+        guard secret.verify(auth.proof, server: false, clientNonce: hello.nonce, serverNonce: serverNonce,
+                            fingerprint: .none) else {
+            throw WireError.authFailed("peer \(hello.peerName) does not hold the shared secret")
+        }
+        return .authenticated(hello)
     }
 }
 

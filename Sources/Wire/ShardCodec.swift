@@ -49,6 +49,8 @@ public struct ShardView {
     public var stored: UnsafeRawBufferPointer
 
     public static let headerSize = 12
+    /// An LZ4 block decodes to at most about 255 bytes per stored byte (a match length grows 255 per extra byte).
+    public static let maxLZ4Expansion = 255
 
     /// Reads a shard header and its bytes; `expectedCount` is what the enclosing message implies.
     public static func read(from r: inout WireReader, expectedCount: Int, field: StaticString) throws -> ShardView {
@@ -70,6 +72,11 @@ public struct ShardView {
         if c == 0 && storedLength != n * dtype.size {
             throw WireError.malformed(field: "\(field).storedLength",
                                       reason: "raw shard of \(n) \(dtype) values must be \(n * dtype.size) bytes, is \(storedLength)")
+        }
+        if c == 1 && n * dtype.size > maxLZ4Expansion * storedLength + 64 {
+            throw WireError.malformed(field: "\(field).storedLength",
+                                      reason: "an LZ4 block of \(storedLength) bytes cannot decode to \(n * dtype.size) bytes "
+                                          + "(at most \(maxLZ4Expansion)× + 64)")
         }
         let bytes = try r.bytes(storedLength, field)
         return ShardView(dtype: dtype, shuffle: s == 1, compressed: c == 1, elementCount: n, stored: bytes)

@@ -6,7 +6,7 @@ import Foundation
 public enum WireErrorCode: UInt16, Sendable, CaseIterable {
     case badMagic = 1, unsupportedVersion, badHeaderChecksum, badPayloadChecksum, frameTooLarge, unknownType,
          malformedPayload, unexpectedMessage, authFailed, fingerprintMismatch, expertNotHosted, badFlags,
-         internalError, shuttingDown, truncated, timeout
+         internalError, shuttingDown, truncated, timeout, tooManyConnections
 }
 
 public enum WireError: Error, Equatable, CustomStringConvertible {

@@ -13,9 +13,10 @@ struct WorkerCommand: ParsableCommand {
         discussion: """
         Loads only the listed experts (of every MoE layer), binds its threads and memory to --numa-node with \
         libnuma and checks that it worked (the node of the CPU it runs on and of its weight pages), then serves \
-        coordinators over TCP, one thread per connection. Peers must prove the shared secret in --secret-file; \
-        anything malformed gets an ERROR and loses its connection while the others keep being served. STATS reports \
-        rows served and compute time per expert. A SHUTDOWN from an authenticated peer ends the process. \
+        coordinators over TCP: handshakes on the accept thread, one thread per authenticated connection, at most \
+        --max-connections open at once. Peers must prove the shared secret in --secret-file; anything malformed \
+        gets an ERROR and loses its connection while the others keep being served. STATS reports rows served and \
+        compute time per expert. A SHUTDOWN from an authenticated peer ends the process. \
         Usually started for you by `moebench cluster up` from a hosts file.
 
         Example:
@@ -43,12 +44,21 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .customLong("max-frame-mib"), help: "Largest accepted frame payload in MiB, 1…4096.")
     var maxFrameMiB: Int = 256
 
+    @Option(name: .customLong("max-decoded-mib"), help: "Largest decoded size of one request's values (rows × dim × 4 B) in MiB, 1…4096.")
+    var maxDecodedMiB: Int = WireLimits.defaultMaxDecodedBytes >> 20
+
+    @Option(name: .customLong("max-connections"), help: "Open connections at most (handshaking and authenticated), 1…65536; more are refused.")
+    var maxConnections: Int = 256
+
     func validate() throws {
         guard (-1...4095).contains(numaNode) else { throw ValidationError("--numa-node must be -1 (do not bind) or a node number 0…4095, got \(numaNode)") }
         guard (1...4096).contains(maxFrameMiB) else { throw ValidationError("--max-frame-mib must be between 1 and 4096, got \(maxFrameMiB)") }
+        guard (1...4096).contains(maxDecodedMiB) else { throw ValidationError("--max-decoded-mib must be between 1 and 4096, got \(maxDecodedMiB)") }
+        guard (1...65536).contains(maxConnections) else { throw ValidationError("--max-connections must be between 1 and 65536, got \(maxConnections)") }
     }
 
     func run() throws {
+        ExpertWorker.configureProcess()
         BLASThreads.set(1)
         Parallel.threads = 1
         let precision = try model.applyCompute()
@@ -62,7 +72,8 @@ struct WorkerCommand: ParsableCommand {
             let secret = try WireSecret(contentsOf: secretFile)
             let options = WorkerOptions(name: name ?? listen, host: host, port: port,
                                         numaNode: numaNode >= 0 ? numaNode : nil, secret: secret,
-                                        limits: WireLimits(maxPayload: maxFrameMiB << 20))
+                                        limits: WireLimits(maxPayload: maxFrameMiB << 20, maxDecodedBytes: maxDecodedMiB << 20),
+                                        maxConnections: maxConnections)
             let start = Date()
             let worker = try ExpertWorker.start(config: cfg, source: model.source,
                                                 experts: expertList, options: options, precision: precision)

@@ -68,4 +68,35 @@ final class HostsFileTests: XCTestCase {
         XCTAssertThrowsError(try parseExpertList(""))
         XCTAssertThrowsError(try parseExpertList("-1"))
     }
+
+    /// A file saved with CRLF line endings parses like the LF one (a CRLF is a single Character in Swift).
+    func testCRLFLineEndings() throws {
+        let lf = "# name address port numa experts\nw0 127.0.0.1 7101 0 0-3\n\nw1 127.0.0.1 7102 0 4-7  # c\n"
+        let crlf = lf.replacingOccurrences(of: "\n", with: "\r\n")
+        XCTAssertEqual(crlf.utf8.filter { $0 == 13 }.count, 4)
+        let h = try HostsFile.parse(crlf, path: "hosts")
+        XCTAssertEqual(h.entries, try HostsFile.parse(lf, path: "hosts").entries)
+        XCTAssertEqual(h.entries.map(\.line), [2, 4])
+        XCTAssertEqual(h.entries[1].experts, [4, 5, 6, 7])
+        assertError("w0 127.0.0.1 7101 0 0-3\r\nw1 127.0.0.1 7102 0\r\n", line: 2, contains: "found 4")
+    }
+
+    /// The same port spelled `127.0.0.1` and `localhost` is one listening endpoint: only one worker could bind it
+    /// and it would answer the other's readiness check. The error names both lines.
+    func testTwoSpellingsOfOneEndpointAreRejected() throws {
+        assertError("w0 127.0.0.1 7101 0 0-3\nw1 localhost 7101 0 4-7\n", line: 2,
+                    contains: "same listening endpoint as 127.0.0.1:7101 on line 1")
+        assertError("w0 localhost 7101 0 0-3\n# x\nw1 127.0.0.1 7101 0 4-7\n", line: 3, contains: "lines 1 and 3")
+        assertError("w0 0.0.0.0 7101 0 0-3\nw1 127.0.0.1 7101 0 4-7\n", line: 2, contains: "wildcard")
+        // Different ports on one address, and one port on different addresses, are fine.
+        XCTAssertNoThrow(try HostsFile.parse("w0 127.0.0.1 7101 0 0-3\nw1 localhost 7102 0 4-7\n"))
+        XCTAssertNoThrow(try HostsFile.parse("w0 127.0.0.1 7101 0 0-3\nw1 127.0.0.2 7101 0 4-7\n"))
+        // A name resolved by the given resolver (two names of one host elsewhere).
+        let resolver: (String) -> [String]? = { ["a.example": ["10.1.0.5"], "b.example": ["10.1.0.5"]][$0] }
+        XCTAssertThrowsError(try HostsFile.parse("w0 a.example 7101 0 0-3\nw1 b.example 7101 0 4-7\n", path: "h",
+                                                 resolve: resolver)) { e in
+            XCTAssertEqual((e as? HostsFileError)?.line, 2)
+            XCTAssertTrue("\(e)".contains("both resolve to 10.1.0.5"), "\(e)")
+        }
+    }
 }

@@ -63,6 +63,42 @@ final class CheckpointErrorTests: XCTestCase {
         assertLoadError(path, .unsupportedDType(path: path, key: "blocks.0.attn.proj.bias", dtype: "I64", expected: "F32, F16 or BF16"))
     }
 
+    /// One NaN or Inf anywhere in a loaded tensor is an error naming the tensor, the index and the value; F16 and
+    /// BF16 storage are checked by their own bit patterns.
+    func testNonFiniteWeightsAreRejectedNamingTheTensor() throws {
+        func poisoned(_ file: String, key: String, at index: Int, bits: (dtype: SafetensorsDType, pattern: [UInt8])) throws -> String {
+            try rewritten(file) { items in
+                let i = items.firstIndex { $0.0 == key }!
+                var (name, dtype, shape, bytes) = items[i]
+                if bits.dtype != dtype {   // re-store as F16/BF16 zeros (finite) first
+                    dtype = bits.dtype
+                    bytes = Data(count: shape.reduce(1, *) * 2)
+                }
+                let size = bits.pattern.count
+                bytes.replaceSubrange(index * size..<(index + 1) * size, with: bits.pattern)
+                items[i] = (name, dtype, shape, bytes)
+            }
+        }
+        let nan = withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { [UInt8]($0) }
+        let a = try poisoned("nan.safetensors", key: "blocks.1.attn.qkv.weight", at: 7, bits: (.f32, nan))
+        assertLoadError(a, .nonFiniteWeight(path: a, key: "blocks.1.attn.qkv.weight", index: 7, value: "NaN", count: 1))
+        let b = try poisoned("inf16.safetensors", key: "blocks.0.moe.experts.1.down_proj.weight", at: 3,
+                             bits: (.f16, [0x00, 0xFC]))                         // F16 −Inf
+        assertLoadError(b, .nonFiniteWeight(path: b, key: "blocks.0.moe.experts.1.down_proj.weight", index: 3,
+                                            value: "-Inf", count: 1))
+        let c = try poisoned("infbf16.safetensors", key: "final_layer.linear.bias", at: 0, bits: (.bf16, [0x80, 0x7F]))
+        assertLoadError(c, .nonFiniteWeight(path: c, key: "final_layer.linear.bias", index: 0, value: "+Inf", count: 1))
+        // A worker loads only its experts: expert 1's bad matrix stops a worker hosting it, not one hosting expert 0.
+        XCTAssertThrowsError(try DiTWeights(config: config, source: .safetensors(path: b), scope: .experts([1]))) { e in
+            XCTAssertTrue("\(e)".contains("blocks.0.moe.experts.1.down_proj.weight"), "\(e)")
+        }
+        XCTAssertNoThrow(try DiTWeights(config: config, source: .safetensors(path: b), scope: .experts([0])))
+        // Largest finite values are fine.
+        let big = withUnsafeBytes(of: Float.greatestFiniteMagnitude.bitPattern.littleEndian) { [UInt8]($0) }
+        XCTAssertNoThrow(try DiTWeights(config: config, source: .safetensors(
+            path: try poisoned("max.safetensors", key: "blocks.1.attn.qkv.weight", at: 7, bits: (.f32, big)))))
+    }
+
     func testTruncatedFileAndBadHeader() {
         let bad = FixtureTests.fixtures.appendingPathComponent("bad")
         for (file, fragment) in [("truncated.safetensors", "outside the"), ("bad_header.safetensors", "header length 1048576")] {

@@ -12,6 +12,10 @@ int moe_page_node(const void *addr);
 int moe_policy_node(const void *addr);
 /* Number of CPUs in the calling thread's affinity mask, or -1. */
 int moe_affinity_count(void);
+/* glibc malloc of this process: at most `arenas` arenas (M_ARENA_MAX), and every block of at least
+   `mmap_threshold` bytes mapped on its own and unmapped when freed (M_MMAP_THRESHOLD, which also turns off glibc's
+   dynamic raising of that threshold). Returns 1 when both were accepted. */
+int moe_tune_malloc(int arenas, size_t mmap_threshold);
 
 /* CRC32C (Castagnoli, reflected 0x82F63B78, init and final xor 0xFFFFFFFF) of n bytes at data, continuing from
    crc (the CRC of the bytes before; 0 to start). Uses the fastest of the paths below that the CPU has. */
