@@ -1,4 +1,4 @@
-// The `hosts` file: one expert worker a line (README "Cluster").
+// The `hosts` file: one expert worker a line (README "Cluster"; format in docs/cluster.md §1).
 //
 //     # name  address     port  numa  experts
 //     w0      127.0.0.1   7101  0     0-3

@@ -5,7 +5,7 @@ import Tensor
 import Wire
 
 // Benchmarks of the wire layer: the shard codec beside memcpy, and frame round trips beside a raw-TCP ping-pong,
-// each baseline measured in the same run (build-notes pitfall 3: loopback latency is mostly vCPU wake-up).
+// each baseline measured in the same run (on these VMs loopback latency is mostly vCPU wake-up, so the raw-socket floor is measured in the same run).
 
 /// Where codec benchmark shards come from.
 enum ShardSourceKind: String, ExpressibleByArgument, CaseIterable {
