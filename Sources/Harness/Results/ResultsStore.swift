@@ -122,6 +122,12 @@ public final class ResultsStore {
         try save()
     }
 
+    /// Records the run's roofline and rewrites results.json.
+    public func setRoofline(_ r: RooflineRecord) throws {
+        document.roofline = r
+        try save()
+    }
+
     /// Marks the suite finished ("complete" or "failed") and rewrites results.json.
     public func finish(status: String = "complete", date: Date = Date()) throws {
         document.status = status
