@@ -15,6 +15,10 @@ public struct BootstrapInterval: Codable, Equatable, Sendable {
     public var resamples: Int
     public var seed: UInt64
 
+    public init(lower: Double, upper: Double, confidence: Double, resamples: Int, seed: UInt64) {
+        self.lower = lower; self.upper = upper; self.confidence = confidence; self.resamples = resamples; self.seed = seed
+    }
+
     public func contains(_ x: Double) -> Bool { x >= lower && x <= upper }
 }
 

@@ -20,8 +20,14 @@ struct Suite: ParsableCommand {
         index.html (self-contained: opens offline in any browser). Each part
         is written as soon as it finishes, so an interrupted suite keeps what
         it finished; `moebench report DIR` re-renders index.html. Progress
-        goes to stderr, the summary table to stdout (--json: the results
-        document instead). Exit status 1 when a part failed.
+        goes to stderr, the summary to stdout (--format text|md|csv|json;
+        json is the results document, as --json). Exit status 1 when a part
+        failed.
+
+        The cost part divides its rates by the physical compute peak of this
+        CPU, measured once at the start of the run and recorded in
+        results.json; --peak GFLOPS or --peak-from RUN_DIR reuse a known value
+        instead (e.g. one measured on an idle machine).
 
         Relative paths inside a profile (hosts, configs, weights) are
         resolved from the current directory.
@@ -33,8 +39,17 @@ struct Suite: ParsableCommand {
     @Option(help: "Directory under which the results directory is created.")
     var results: String = "results"
 
-    @Flag(help: "Print the summary as JSON (the finished results.json document) instead of tables.")
+    @Flag(help: "Print the summary as JSON (the finished results.json document) instead of tables (= --format json).")
     var json = false
+
+    @Option(help: "Summary format on stdout: text (aligned, default), md (markdown), csv (part,table,row,column,unit,value) or json.")
+    var format: OutputFormat = .text
+
+    @Option(help: "Roofline of the cost part in GFLOP/s (skips measuring the physical peak).")
+    var peak: Double?
+
+    @Option(help: "Reuse the roofline recorded in this earlier results directory.")
+    var peakFrom: String?
 
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
@@ -44,6 +59,11 @@ struct Suite: ParsableCommand {
 
     @Option(help: "Arithmetic of the large GEMMs: fp32 or bf16 (needs --gemm onednn); the suite's cluster workers get the same.")
     var precision: String = "fp32"
+
+    func validate() throws {
+        if peak != nil && peakFrom != nil { throw ValidationError("give --peak or --peak-from, not both") }
+        if let g = peak, !(g > 0 && g.isFinite) { throw ValidationError("--peak must be a positive GFLOP/s value, got \(g)") }
+    }
 
     func run() throws {
         let p: Profile
@@ -63,6 +83,14 @@ struct Suite: ParsableCommand {
         progress.say("GEMM: \(GEMMBackend.current.rawValue), \(compute.rawValue)")
         let runner = SuiteRunner(profile: p, resultsRoot: URL(fileURLWithPath: results), progress: progress)
         runner.precision = compute
+        if let g = peak {
+            runner.rooflineOverride = .given(gflops: g, precision: compute.rawValue,
+                                             threads: p.run.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        } else if let dir = peakFrom {
+            do { runner.rooflineOverride = try RooflineRecord.reused(from: URL(fileURLWithPath: dir)) } catch let e as ResultsError {
+                throw RuntimeError("--peak-from: \(e.description)")
+            }
+        }
         let workerArguments = ["--gemm", GEMMBackend.current.rawValue, "--precision", compute.rawValue]
         runner.openCluster = { settings, config, source in
             try LocalClusterSession(settings: settings, config: config, source: source, progress: progress,
@@ -70,14 +98,9 @@ struct Suite: ParsableCommand {
         }
         let dir = try runner.run()
         let doc = try ResultsStore.loadDocument(directory: dir)
-        if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-            print(String(decoding: try enc.encode(doc), as: UTF8.self))
-        } else {
-            print(SummaryTable.render(doc))
-            print("report: \(dir.appendingPathComponent("index.html").path)")
-        }
+        let chosen: SummaryTable.Format = json ? .json : SummaryTable.Format(rawValue: format.rawValue) ?? .text
+        print(try SummaryTable.render(doc, format: chosen))
+        if chosen == .text || chosen == .md { print("report: \(dir.appendingPathComponent("index.html").path)") }
         if doc.status != "complete" { throw ExitCode(1) }
     }
 }
