@@ -1,7 +1,7 @@
 // How busy the machine was around a part: the load average (/proc/loadavg), the CPU time of the whole machine and
 // of steal (/proc/stat, first `cpu` line) and this process's own CPU time (/proc/self/stat), sampled before and
 // after each part. From two snapshots:
-//   otherCores     (Δ busy ticks of all CPUs − Δ ticks of this process) / (Δ wall seconds × CLK_TCK): the mean number
+//   otherCores     (Δ busy ticks of all CPUs − Δ steal − Δ ticks of this process) / (Δ wall seconds × CLK_TCK): the mean number
 //                  of cores other processes kept busy while the part ran (cluster workers started by the suite are
 //                  separate processes and count here);
 //   stealFraction  Δ steal / Δ total ticks: time the hypervisor gave this VM's CPUs to someone else.
@@ -73,10 +73,10 @@ public struct PartLoad: Codable, Equatable, Sendable {
         self.after = after
         self.cores = cores
         let dTotal = Double(after.totalTicks &- before.totalTicks), dIdle = Double(after.idleTicks &- before.idleTicks)
-        let dSelf = Double(after.processTicks &- before.processTicks)
+        let dSelf = Double(after.processTicks &- before.processTicks), dSteal = Double(after.stealTicks &- before.stealTicks)
         let wall = after.monotonicSeconds - before.monotonicSeconds
-        otherCores = wall > 0 && dTotal > 0 ? max(0, dTotal - dIdle - dSelf) / (wall * ticksPerSecond) : nil
-        stealFraction = dTotal > 0 ? Double(after.stealTicks &- before.stealTicks) / dTotal : nil
+        otherCores = wall > 0 && dTotal > 0 ? max(0, dTotal - dIdle - dSteal - dSelf) / (wall * ticksPerSecond) : nil
+        stealFraction = dTotal > 0 ? dSteal / dTotal : nil
         var w: [String] = []
         let limit = Self.busyCoreFraction * Double(cores)
         if let o = otherCores, o > limit {
