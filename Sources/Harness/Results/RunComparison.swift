@@ -151,7 +151,8 @@ extension RunComparison {
                    "- A: \(a.directory) (\(a.profile), \(a.startedAt)\(a.gitCommit.map { ", git \($0.prefix(10))" } ?? ""))",
                    "- B: \(b.directory) (\(b.profile), \(b.startedAt)\(b.gitCommit.map { ", git \($0.prefix(10))" } ?? ""))",
                    String(format: "- threshold %.0f%%: flagged when B/A leaves [%.3f, %.3f] and its 95%% interval excludes 1",
-                          100 * threshold, 1 / (1 + threshold), 1 + threshold), ""]
+                          100 * threshold, 1 / (1 + threshold), 1 + threshold),
+                   "- intervals cover the spread within each run only, not drift of the machine between runs", ""]
         if cells.isEmpty {
             out.append("No shared timing cells.")
         } else {

@@ -163,8 +163,8 @@ enum CostTables {
         let n = { (d: Double) in JSONValue.number(d) }
         return ResultTable(
             id: "cost_cells", title: "Latency, throughput and compute rate per model, execution, batch and scenario",
-            columns: [.init("model"), .init("execution"), .init("batch", unit: "images"), .init("scenario"), .init("n"),
-                      .init("median", unit: "ms"), .init("IQR", unit: "ms"), .init("median 95% low", unit: "ms"),
+            columns: [.init("model"), .init("execution"), .init("batch"), .init("scenario"), .init("n"),
+                      .init("median", unit: "ms"), .init("IQR", unit: "ms"), .init("95% CI", unit: "ms"), .init("median 95% low", unit: "ms"),
                       .init("median 95% high", unit: "ms"), .init("p90", unit: "ms"), .init("p99", unit: "ms"),
                       .init("kind"), .init("precision"),
                       .init("params total", unit: "M"), .init("params activated", unit: "M"), .init("true GFLOP/query", unit: "GFLOP"),
@@ -173,7 +173,9 @@ enum CostTables {
                       .init("p99 within bound"), .init("left out")],
             rows: cells.map { c in
                 [.string(c.name), .string(c.executionLabel), n(Double(c.batch)), .string(c.scenario), n(Double(c.latency.count)),
-                 n(c.latency.medianMs), n(c.latency.iqrMs), ms(c.latency.medianInterval?.lower), ms(c.latency.medianInterval?.upper),
+                 n(c.latency.medianMs), n(c.latency.iqrMs),
+                 .string(c.latency.medianInterval.map { String(format: "%.4g–%.4g", $0.lower, $0.upper) } ?? "—"),
+                 ms(c.latency.medianInterval?.lower), ms(c.latency.medianInterval?.upper),
                  ms(c.latency.p90Ms), ms(c.latency.p99Ms), .string(c.kind), c.precision.map { .string($0) } ?? .null,
                  n(Double(c.totalParameters) / 1e6), n(Double(c.activatedParameters) / 1e6), n(c.gflopPerQuery),
                  n(c.imagesPerSecond), n(c.gflopsAchieved), n(c.fractionOfRoofline),
@@ -181,7 +183,7 @@ enum CostTables {
                  c.meetsLatencyBound.map { .bool($0) } ?? .null, .string(c.latency.omitted.joined(separator: "; "))]
             },
             note: "Roofline: \(roofline.description). "
-                + "n = timed queries; median and IQR of their latencies; median 95% = percentile bootstrap interval of the median (2000 resamples, fixed seed; needs ≥ 5 queries). "
+                + "batch = images per query; n = timed queries; median and IQR of their latencies; 95% CI = percentile bootstrap interval of the median (also as numbers in the low/high columns) (2000 resamples, fixed seed; needs ≥ 5 queries). "
                 + "p90 / p99 are left out (empty) below 100 / 1000 queries: with fewer, they are the last one or two order statistics. "
                 + "A query is one forward of `batch` images (doubled by classifier-free guidance); offline issues all its queries as one forward. Server latency includes queueing; its rate is GFLOP served per wall second. RSS is the suite process's (all models loaded so far).")
     }
