@@ -65,6 +65,13 @@ final class CompareTests: XCTestCase {
         XCTAssertEqual(back.cells, c.cells)
     }
 
+    /// results.json numbers are doubles: the bootstrap's seed (and interval) survive the round trip exactly.
+    func testIntervalSurvivesResultsJSON() throws {
+        let i = Bootstrap.medianInterval([3, 1, 4, 1, 5, 9, 2, 6])
+        XCTAssertEqual(try JSONValue.from(i).decode(BootstrapInterval.self), i)
+        XCTAssertLessThan(BootstrapPolicy.seed, 1 << 53)
+    }
+
     /// Errors name the path.
     func testErrorsNameThePath() {
         let missing = FileManager.default.temporaryDirectory.appendingPathComponent("no-such-run-\(UUID().uuidString)")

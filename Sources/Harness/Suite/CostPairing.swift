@@ -167,7 +167,7 @@ extension SuiteRunner {
         var summary = notes
         let over = cells.filter { $0.rooflineWarning != nil }
         if let worst = over.max(by: { $0.fractionOfRoofline < $1.fractionOfRoofline }) {
-            summary.insert("Measurement problem: \(over.count) cell(s) ran above the roofline (worst \(worst.name) \(worst.executionLabel) batch \(worst.batch) \(worst.scenario): \(worst.rooflineWarning!)).", at: 0)
+            summary.insert("Measurement problem: \(over.count) cell(s) ran above the roofline (worst \(worst.name) \(worst.executionLabel) batch \(worst.batch) \(worst.scenario): \(worst.rooflineWarning!)). Measure the peak on an idle machine, or give a known one with --peak / --peak-from.", at: 0)
         }
         for p in comparisons {
             let ci = p.interval.map { String(format: " (95%% interval %.2f–%.2f", $0.lower, $0.upper) } ?? " (no interval"
