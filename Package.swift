@@ -16,7 +16,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // System libraries: module maps only.
@@ -34,9 +33,7 @@ let package = Package(
         .target(name: "Diffusion", dependencies: ["Tensor", "CBLAS"], swiftSettings: optimise),
         .target(name: "Wire", dependencies: ["CLZ4", "CSupport", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: optimise),
-        .target(name: "Metrics", dependencies: ["Tensor", "CBLAS",
-                                                .product(name: "Histogram", package: "hdrhistogram-swift")],
-                swiftSettings: optimise),
+        .target(name: "Metrics", dependencies: ["Tensor", "CBLAS"], swiftSettings: optimise),
         .target(name: "Training", dependencies: ["DiT", "Tensor", "Diffusion", "Metrics", "CBLAS"], resources: [.copy("Resources")],
                 swiftSettings: optimise),
         .target(name: "Cluster", dependencies: ["DiT", "Wire", "Tensor", "CNUMA", "CSupport"], swiftSettings: optimise),

@@ -39,20 +39,9 @@ public struct CountTable: Codable, Equatable, Sendable {
                           scale: "minmax")
     }
 
-    /// CSV with a header `<rowName>,expert0,expert1,…` and one line per row.
+    /// CSV with a header `<rowName>,expert0,expert1,…` and one line per row (CSVText).
     public func csv() -> String {
-        var out = rowName + "," + (0..<columns).map { "expert\($0)" }.joined(separator: ",") + "\n"
-        for r in 0..<rows {
-            out += String(rowLabels[r])
-            for c in 0..<columns { out += "," + formatCSVNumber(self[r, c]) }
-            out += "\n"
-        }
-        return out
+        CSVText.document(header: [rowName] + (0..<columns).map { "expert\($0)" },
+                         rows: (0..<rows).map { r in [.text(String(rowLabels[r]))] + (0..<columns).map { .number(self[r, $0]) } })
     }
-}
-
-/// Integers print without a fraction; other values with up to 6 significant decimals.
-func formatCSVNumber(_ v: Double) -> String {
-    if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
-    return String(format: "%.6g", v)
 }

@@ -1,38 +1,35 @@
-// Latency recording over HdrHistogram (3 significant digits: every percentile is within 0.1% of the exact order
-// statistic's value). Values are recorded in nanoseconds; summaries are in milliseconds.
+// Latency recording and its summary. Every duration is kept (nanoseconds, exact), and every statistic is computed
+// from the exact values with the one quantile implementation (Quantiles.swift): the median, its spread (quartiles,
+// IQR, MAD), a seeded bootstrap interval of the median, and tail percentiles only where there are enough queries
+// to estimate them (TailPolicy). Summaries are in milliseconds.
 import Foundation
-import Histogram
+
+/// When a tail percentile means something: the p-th percentile is reported only when at least
+/// `observationsBeyond` = 10 queries lie above it, i.e. n ≥ 10 / (1 − p/100): p90 needs 100 queries, p99 1000,
+/// p99.9 10000 (MLPerf LoadGen sizes its runs by the same kind of rule). Below that the value would be one of the
+/// last few order statistics — with 3 queries p90 = p99 = max.
+public enum TailPolicy {
+    public static let observationsBeyond = 10
+
+    /// Fewest queries for percentile `p` (in percent, 0 < p < 100).
+    public static func minimumCount(percentile p: Double) -> Int {
+        precondition(p > 0 && p < 100, "percentile must be in (0, 100)")
+        let x = Double(observationsBeyond) / (1 - p / 100)
+        // Round-off in 1 − p/100 (e.g. 10 / (1 − 0.999) = 10000.000001) must not add a query.
+        let r = x.rounded()
+        return abs(x - r) <= 1e-6 * r ? Int(r) : Int(x.rounded(.up))
+    }
+}
 
 public struct LatencyRecorder: Sendable {
-    private var histogram: Histogram<UInt64>
-    /// Exact sum, min and max of the recorded values (ns); the histogram only holds bucketed values.
-    public private(set) var sumNanoseconds: Double = 0
-    public private(set) var minNanoseconds: UInt64 = .max
-    public private(set) var maxNanoseconds: UInt64 = 0
+    /// Every recorded duration (ns), in recording order.
+    public private(set) var nanoseconds: [UInt64] = []
 
-    /// `highestTrackableSeconds`: larger values are clamped to it (and counted in `clamped`).
-    public init(highestTrackableSeconds: Double = 3600) {
-        let highest = UInt64(highestTrackableSeconds * 1e9)
-        histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: max(highest, 2),
-                                      numberOfSignificantValueDigits: .three)
-    }
+    public init() {}
 
-    /// Values above the histogram's range, recorded at the range's top.
-    public private(set) var clamped: UInt64 = 0
+    public var count: Int { nanoseconds.count }
 
-    public var count: UInt64 { histogram.totalCount }
-
-    public mutating func record(nanoseconds: UInt64) {
-        var v = nanoseconds
-        if v > histogram.highestTrackableValue {
-            clamped += 1
-            v = histogram.highestTrackableValue
-        }
-        histogram.record(v)
-        sumNanoseconds += Double(nanoseconds)
-        minNanoseconds = min(minNanoseconds, nanoseconds)
-        maxNanoseconds = max(maxNanoseconds, nanoseconds)
-    }
+    public mutating func record(nanoseconds v: UInt64) { nanoseconds.append(v) }
 
     public mutating func record(seconds: Double) {
         record(nanoseconds: UInt64(max(0, seconds * 1e9).rounded()))
@@ -47,47 +44,39 @@ public struct LatencyRecorder: Sendable {
         return result
     }
 
-    public mutating func merge(_ other: LatencyRecorder) {
-        histogram.add(other.histogram)
-        sumNanoseconds += other.sumNanoseconds
-        minNanoseconds = min(minNanoseconds, other.minNanoseconds)
-        maxNanoseconds = max(maxNanoseconds, other.maxNanoseconds)
-        clamped += other.clamped
-    }
+    public mutating func merge(_ other: LatencyRecorder) { nanoseconds += other.nanoseconds }
 
-    /// Value (ms) at a percentile in [0, 100] from the histogram.
-    public func percentileMs(_ p: Double) -> Double {
-        Double(histogram.valueAtPercentile(p)) / 1e6
-    }
+    /// The recorded durations in milliseconds, in recording order.
+    public var milliseconds: [Double] { nanoseconds.map { Double($0) / 1e6 } }
 
     /// Summary. `wallSeconds`: elapsed time of the whole measured run (for throughput); if nil, the sum of the
     /// latencies is used (right for a single stream: queries back to back). `itemsPerQuery`: images per query.
     public func summary(wallSeconds: Double? = nil, itemsPerQuery: Int = 1) -> LatencySummary {
-        let n = histogram.totalCount
-        let wall = wallSeconds ?? sumNanoseconds / 1e9
-        return LatencySummary(
-            count: Int(n),
-            p50Ms: n > 0 ? percentileMs(50) : 0,
-            p90Ms: n > 0 ? percentileMs(90) : 0,
-            p99Ms: n > 0 ? percentileMs(99) : 0,
-            p999Ms: n > 0 ? percentileMs(99.9) : 0,
-            minMs: n > 0 ? Double(minNanoseconds) / 1e6 : 0,
-            maxMs: Double(maxNanoseconds) / 1e6,
-            meanMs: n > 0 ? sumNanoseconds / Double(n) / 1e6 : 0,
-            wallSeconds: wall,
-            queriesPerSecond: wall > 0 ? Double(n) / wall : 0,
-            itemsPerSecond: wall > 0 ? Double(n) * Double(itemsPerQuery) / wall : 0)
+        LatencySummary(milliseconds: milliseconds, wallSeconds: wallSeconds, itemsPerQuery: itemsPerQuery)
     }
 }
 
-/// Latency summary in milliseconds; throughput per second of wall time.
+/// Latency summary in milliseconds; throughput per second of wall time. Optional fields are absent (not zero) when
+/// there are too few queries; `omitted` says which and why.
 public struct LatencySummary: Codable, Equatable, Sendable {
+    /// Most raw latencies kept in `samplesMs` (the first ones recorded); statistics use all of them.
+    public static let storedSampleLimit = 10_000
+
     public var count: Int
-    public var p50Ms: Double
-    public var p90Ms: Double
-    public var p99Ms: Double
-    public var p999Ms: Double
-    /// Exact (not bucketed) minimum, maximum and mean.
+    public var medianMs: Double
+    /// Quartiles, interquartile range and median absolute deviation (unscaled).
+    public var q1Ms: Double
+    public var q3Ms: Double
+    public var iqrMs: Double
+    public var madMs: Double
+    /// 95% percentile-bootstrap interval of the median (BootstrapPolicy); absent below 5 queries.
+    public var medianInterval: BootstrapInterval?
+    /// Tail percentiles, present only with enough queries (TailPolicy).
+    public var p90Ms: Double?
+    public var p99Ms: Double?
+    public var p999Ms: Double?
+    /// Statistics left out, each with the reason, e.g. "p90: needs ≥ 100 queries, have 5".
+    public var omitted: [String]
     public var minMs: Double
     public var maxMs: Double
     public var meanMs: Double
@@ -95,4 +84,40 @@ public struct LatencySummary: Codable, Equatable, Sendable {
     public var queriesPerSecond: Double
     /// queriesPerSecond × images per query.
     public var itemsPerSecond: Double
+    /// The raw latencies in recording order (at most `storedSampleLimit`), for later comparisons between runs.
+    public var samplesMs: [Double]?
+
+    public init(milliseconds ms: [Double], wallSeconds: Double? = nil, itemsPerQuery: Int = 1) {
+        let n = ms.count
+        let sorted = ms.sorted()
+        count = n
+        medianMs = n > 0 ? Quantiles.ofSorted(sorted, 0.5) : 0  // an empty summary is all zeros
+        let spread = n > 0 ? Spread(sorted) : Spread(q1: 0, q3: 0, iqr: 0, mad: 0)
+        q1Ms = spread.q1; q3Ms = spread.q3; iqrMs = spread.iqr; madMs = spread.mad
+        var omitted: [String] = []
+        if n >= BootstrapPolicy.minimumCount {
+            medianInterval = Bootstrap.medianInterval(ms)
+        } else {
+            omitted.append("median interval: needs ≥ \(BootstrapPolicy.minimumCount) queries, have \(n)")
+        }
+        func tail(_ p: Double, _ label: String) -> Double? {
+            let need = TailPolicy.minimumCount(percentile: p)
+            if n >= need { return Quantiles.ofSorted(sorted, p / 100) }
+            omitted.append("\(label): needs ≥ \(need) queries, have \(n)")
+            return nil
+        }
+        p90Ms = tail(90, "p90")
+        p99Ms = tail(99, "p99")
+        p999Ms = tail(99.9, "p99.9")
+        self.omitted = omitted
+        minMs = sorted.first ?? 0
+        maxMs = sorted.last ?? 0
+        let sum = ms.reduce(0, +)
+        meanMs = n > 0 ? sum / Double(n) : 0
+        let wall = wallSeconds ?? sum / 1000
+        self.wallSeconds = wall
+        queriesPerSecond = wall > 0 ? Double(n) / wall : 0
+        itemsPerSecond = wall > 0 ? Double(n) * Double(itemsPerQuery) / wall : 0
+        samplesMs = n > 0 ? Array(ms.prefix(Self.storedSampleLimit)) : nil
+    }
 }

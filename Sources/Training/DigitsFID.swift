@@ -48,30 +48,6 @@ public enum DigitFeatureNet {
     }
 }
 
-/// A Fréchet distance with a bootstrap interval over the generated samples.
-///
-/// B resamples of the n samples (with replacement, seeded) give FD*_1..B against the same reference. Resampling
-/// repeats samples, which lowers the effective sample count, so FD* carries a larger small-n bias than FD itself:
-/// measured on the digits at n = 300, the plain percentile interval of FD* lies entirely above FD (the floor, 300
-/// train digits against the held-out ones: pixel FD 0.853, percentile interval [1.088, 1.496]; held-out digits plus
-/// N(0, 0.5²) noise: pixel FD 7.75, interval [8.12, 8.67]). The interval reported is therefore the percentile interval of FD* shifted by the
-/// bootstrap bias estimate mean(FD*) − FD, i.e. [FD + q₂.₅(FD*) − mean(FD*), FD + q₉₇.₅(FD*) − mean(FD*)], with
-/// the lower end clamped at 0 (FD ≥ 0). It describes the spread of FD at this sample count n; the unshifted
-/// percentiles are kept in `percentileLower`/`percentileUpper`.
-public struct FDEstimate: Codable, Sendable, Equatable {
-    /// FD of all samples against the reference.
-    public var value: Double
-    /// Bias-shifted 95% percentile interval (see the type's note); lower ≥ 0.
-    public var lower: Double
-    public var upper: Double
-    /// 2.5% and 97.5% percentiles of FD* as they are.
-    public var percentileLower: Double
-    public var percentileUpper: Double
-    /// mean(FD*) − FD.
-    public var bootstrapBias: Double
-    public var resamples: Int
-}
-
 /// FID-digits and pixel-space FD of one sample set.
 public struct DigitsFIDReport: Codable, Sendable, Equatable {
     public var sampleCount: Int
@@ -188,37 +164,12 @@ public final class DigitsFID {
         return try evaluate(train.subset(picks).pixels, bootstrap: bootstrap, seed: seed)
     }
 
-    /// FD of `x` (`[n, dimension]`) against `reference`, and the percentile interval of `resamples` bootstrap FDs.
+    /// FD of `x` (`[n, dimension]`) against `reference` with its bootstrap interval (FrechetBootstrap; the
+    /// resample indices come from Xoshiro256 seeded with `seed ^ "boot"`).
     public static func estimate(_ x: [Float], dimension d: Int, reference: GaussianMoments, resamples: Int,
                                 seed: UInt64) throws -> FDEstimate {
-        let n = x.count / d
-        let value = try FrechetDistance.samples(x, dimension: d, against: reference)
-        guard resamples > 0 else {
-            return FDEstimate(value: value, lower: value, upper: value, percentileLower: value, percentileUpper: value,
-                              bootstrapBias: 0, resamples: 0)
-        }
         var rng = Xoshiro256(seed: seed ^ 0x626F_6F74)  // "boot"
-        var sample = [Float](repeating: 0, count: n * d), values: [Double] = []
-        values.reserveCapacity(resamples)
-        for _ in 0..<resamples {
-            x.withUnsafeBufferPointer { src in
-                sample.withUnsafeMutableBufferPointer { dst in
-                    for r in 0..<n {
-                        let i = Int(rng.next() % UInt64(n))
-                        (dst.baseAddress! + r * d).update(from: src.baseAddress! + i * d, count: d)
-                    }
-                }
-            }
-            values.append(try FrechetDistance.samples(sample, dimension: d, against: reference))
-        }
-        values.sort()
-        func q(_ p: Double) -> Double {
-            let pos = p * Double(values.count - 1), lo = Int(pos.rounded(.down)), hi = min(lo + 1, values.count - 1)
-            return values[lo] + (values[hi] - values[lo]) * (pos - Double(lo))
-        }
-        let bias = values.reduce(0, +) / Double(resamples) - value
-        return FDEstimate(value: value, lower: max(q(0.025) - bias, 0), upper: max(q(0.975) - bias, 0),
-                          percentileLower: q(0.025), percentileUpper: q(0.975), bootstrapBias: bias, resamples: resamples)
+        return try FrechetBootstrap.estimate(x, dimension: d, reference: reference, resamples: resamples, using: &rng)
     }
 
     // MARK: Cache

@@ -1,6 +1,7 @@
 import Diffusion
 import DiT
 import Foundation
+import Metrics
 import Tensor
 
 /// Settings of the noise-level classifier's training.
@@ -115,21 +116,15 @@ public enum NoiseClassifierTraining {
             for r in 0..<n { errors[done + r] = abs(Foundation.log(levels[idx[r]]) - Foundation.log(levels[truth[done + r]])) }
             done += n
         }
-        func quantile(_ v: [Double], _ q: Double) -> Double {
-            let s = v.sorted()
-            if s.isEmpty { return .nan }
-            let pos = q * Double(s.count - 1), lo = Int(pos.rounded(.down)), hi = min(lo + 1, s.count - 1)
-            return s[lo] + (s[hi] - s[lo]) * (pos - Double(lo))
-        }
         var bands: [SigmaRecoveryBand] = []
         let edges = bandEdges + [levels.sigmaMax]
         for e in 0..<(edges.count - 1) {
             let lo = edges[e], hi = edges[e + 1], last = e == edges.count - 2
             let sel = (0..<errors.count).filter { let s = levels[truth[$0]]; return s >= lo && (s < hi || (last && s <= hi)) }.map { errors[$0] }
-            bands.append(SigmaRecoveryBand(lower: lo, upper: hi, count: sel.count, median: quantile(sel, 0.5),
-                                           mean: sel.reduce(0, +) / Double(max(sel.count, 1)), p90: quantile(sel, 0.9)))
+            bands.append(SigmaRecoveryBand(lower: lo, upper: hi, count: sel.count, median: Metrics.quantile(sel, 0.5),
+                                           mean: sel.reduce(0, +) / Double(max(sel.count, 1)), p90: Metrics.quantile(sel, 0.9)))
         }
         return SigmaRecoveryReport(source: images == nil ? "pure noise (x0 = 0)" : "held-out digits", drawsPerLevel: draws,
-                                   bands: bands, median: quantile(errors, 0.5))
+                                   bands: bands, median: Metrics.quantile(errors, 0.5))
     }
 }

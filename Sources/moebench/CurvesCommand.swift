@@ -24,7 +24,7 @@ struct CurvesCommand: ParsableCommand {
           model     A trained DiT / DiT-MoE on the bundled digits (--config, --weights; in-process, or its experts \
         on a cluster with --hosts), driven through the VP ε adapter in [0,1] pixel units with the same constants. \
         Labels cycle over the 10 classes; --cfg-scale adds guidance. FD is in pixel space (64-d) against the 300 \
-        held-out digits; the floor row is the training digits at the same sample count. Each cell's samples are \
+        held-out digits; the `floor` row (the finite-sample reference) is the training digits at the same sample count. Each cell's samples are \
         written to samples/<cell>.safetensors with a PNG grid. Each row also has FID-digits (the Fréchet distance of a \
         digit classifier's features, not Inception FID) with bootstrap intervals; DLG's σ-step uses the shipped \
         noise-level classifier.
@@ -38,13 +38,14 @@ struct CurvesCommand: ParsableCommand {
 
         OUTPUT (in --out)
           curves.jsonl  one JSON object per finished cell (integrator, dlg, budget, nfe, step, n_skip, epsilon, fd, \
-        samples, seed, chains, mean_start_sigma, warmup_nfe, seconds, source) and one `floor` row per seed: FD of \
-        the same number of exact draws: the finite-sample reference (FD is biased upward at small n; a sampler's cell \
-        can land below it by chance).
+        samples, seed, chains, mean_start_sigma, warmup_nfe, seconds, source, fd_lower, fd_upper: a 95% bootstrap \
+        interval over the cell's samples, never below 0) and one `floor` row per seed: the finite-sample reference, \
+        FD of the same number of exact (or real) draws — what real data scores at that sample count, not a bound \
+        a sampler cannot beat: a cell can land below it by chance.
           curves.csv    the same rows as CSV.
-          curves.svg    one panel per integrator, NFE on x, FD on y, vanilla and DLG with 95% intervals over seeds, \
-        the best point of each labelled, and the floor.
-          summary.json  per (integrator, mode, budget): mean NFE, FD mean and 95% half-width.
+          curves.svg    one panel per integrator, NFE on x, FD on y, vanilla and DLG with 95% bootstrap intervals, \
+        the best point of each labelled, and the finite-sample reference.
+          summary.json  per (integrator, mode, budget): mean NFE, FD mean over seeds and its 95% bootstrap interval.
         An interrupted run resumes: cells whose row is already in curves.jsonl (same source, samples, chains, seed \
         and DLG settings) are skipped. Progress goes to stderr.
 

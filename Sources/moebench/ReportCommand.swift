@@ -19,12 +19,18 @@ struct ReportCommand: ParsableCommand {
     @Flag(name: .long, help: "Print a JSON object {\"index\": PATH, \"parts\": N, \"status\": S} instead of a sentence.")
     var json = false
 
+    @Option(help: "Also print the suite's summary on stdout: text, md, csv or json (the sentence then goes to stderr).")
+    var format: OutputFormat?
+
     func run() throws {
         let url = URL(fileURLWithPath: dir)
         do {
             let out = try ReportRenderer.write(directory: url)
             let doc = try ResultsStore.loadDocument(directory: url)
-            if json {
+            if let format {
+                print(try SummaryTable.render(doc, format: SummaryTable.Format(rawValue: format.rawValue) ?? .text))
+                FileHandle.standardError.write(Data("wrote \(out.path) (\(doc.parts.count) parts, suite \(doc.status))\n".utf8))
+            } else if json {
                 let obj: [String: Any] = ["index": out.path, "parts": doc.parts.count, "status": doc.status]
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
                 print(String(decoding: data, as: UTF8.self))

@@ -14,13 +14,15 @@ struct Suite: ParsableCommand {
         ablations, and NFE–FID-digits curves of DLG against the six integrators on the MoE served by the cluster \
         and on its dense twin, with the exact-score testbed as a second panel — about 5 minutes on 2 cores.
 
-        Output: <results>/<yyyyMMdd-HHmmss>-<profile>/ with results.json \
-        (schema: docs/results.md), one CSV per table, SVG figures and \
-        index.html (self-contained: opens offline in any browser). Each part \
-        is written as soon as it finishes, so an interrupted suite keeps what \
-        it finished; `moebench report DIR` re-renders index.html. Progress \
-        goes to stderr, the summary table to stdout (--json: the results \
-        document instead). Exit status 1 when a part failed.
+        Output: <results>/<yyyyMMdd-HHmmss>-<profile>/ with results.json (schema: docs/results.md), one CSV per \
+        table, SVG figures and index.html (self-contained: opens offline in any browser). Each part is written as \
+        soon as it finishes, so an interrupted suite keeps what it finished; `moebench report DIR` re-renders \
+        index.html. Progress goes to stderr, the summary to stdout (--format text|md|csv|json; json is the results \
+        document, as --json). Exit status 1 when a part failed.
+
+        The cost part divides its rates by the physical compute peak of this CPU, measured once at the start of the \
+        run and recorded in results.json; --peak GFLOPS or --peak-from RUN_DIR reuse a known value instead (e.g. one \
+        measured on an idle machine).
 
         Ctrl-C (or SIGTERM) stops cleanly: finished parts and cells stay \
         on disk, results.json says "interrupted", the workers the suite \
@@ -41,8 +43,17 @@ struct Suite: ParsableCommand {
     @Option(help: ArgumentHelp("Continue an interrupted or failed run in this results directory (same profile): finished parts are kept, the curves part skips finished cells, the rest reruns.", valueName: "dir"))
     var resume: String?
 
-    @Flag(help: "Print the summary as JSON (the finished results.json document) instead of tables.")
+    @Flag(help: "Print the summary as JSON (the finished results.json document) instead of tables (= --format json).")
     var json = false
+
+    @Option(help: "Summary format on stdout: text (aligned, default), md (markdown), csv (part,table,row,column,unit,value) or json.")
+    var format: OutputFormat = .text
+
+    @Option(help: "Roofline of the cost part in GFLOP/s (skips measuring the physical peak).")
+    var peak: Double?
+
+    @Option(help: "Reuse the roofline recorded in this earlier results directory.")
+    var peakFrom: String?
 
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
@@ -52,6 +63,11 @@ struct Suite: ParsableCommand {
 
     @Option(help: "Arithmetic of the large GEMMs: fp32 or bf16 (needs --gemm onednn); the suite's cluster workers get the same.")
     var precision: String = "fp32"
+
+    func validate() throws {
+        if peak != nil && peakFrom != nil { throw ValidationError("give --peak or --peak-from, not both") }
+        if let g = peak, !(g > 0 && g.isFinite) { throw ValidationError("--peak must be a positive GFLOP/s value, got \(g)") }
+    }
 
     func run() throws {
         let p: Profile
@@ -75,6 +91,14 @@ struct Suite: ParsableCommand {
         runner.resumeDirectory = resume.map { URL(fileURLWithPath: $0) }
         runner.handleSignals = true
         runner.resumeHint = "resume with: moebench suite \(profile.map { "'\($0)' " } ?? "")--resume "
+        if let g = peak {
+            runner.rooflineOverride = .given(gflops: g, precision: compute.rawValue,
+                                             threads: p.run.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        } else if let dir = peakFrom {
+            do { runner.rooflineOverride = try RooflineRecord.reused(from: URL(fileURLWithPath: dir)) } catch let e as ResultsError {
+                throw RuntimeError("--peak-from: \(e.description)")
+            }
+        }
         let workerArguments = ["--gemm", GEMMBackend.current.rawValue, "--precision", compute.rawValue]
         runner.openCluster = { settings, config, source in
             try LocalClusterSession(settings: settings, config: config, source: source, progress: progress,
@@ -82,14 +106,9 @@ struct Suite: ParsableCommand {
         }
         let dir = try runner.run()
         let doc = try ResultsStore.loadDocument(directory: dir)
-        if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-            print(String(decoding: try enc.encode(doc), as: UTF8.self))
-        } else {
-            print(SummaryTable.render(doc))
-            print("report: \(dir.appendingPathComponent("index.html").path)")
-        }
+        let chosen: SummaryTable.Format = json ? .json : SummaryTable.Format(rawValue: format.rawValue) ?? .text
+        print(try SummaryTable.render(doc, format: chosen))
+        if chosen == .text || chosen == .md { print("report: \(dir.appendingPathComponent("index.html").path)") }
         if doc.status != .complete { throw ExitCode(1) }
     }
 }

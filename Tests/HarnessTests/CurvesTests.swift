@@ -40,6 +40,12 @@ final class CurvesTests: XCTestCase {
         for r in rows where r.dlg { XCTAssertEqual(r.nfe, Double(r.budget)); XCTAssertNotNil(r.meanStartSigma) }
         XCTAssertEqual(rows.filter { $0.integrator == "floor" }.count, 2)
         XCTAssertTrue(rows.allSatisfy { $0.fd.isFinite && $0.fd >= 0 })
+        // Every row (cells and reference rows) has a bootstrap interval over its samples, never below 0.
+        for r in rows {
+            let lo = try XCTUnwrap(r.fdLower), hi = try XCTUnwrap(r.fdUpper)
+            XCTAssertGreaterThanOrEqual(lo, 0)
+            XCTAssertLessThanOrEqual(lo, hi)
+        }
 
         let again = try CurveStore(directory: dir)
         XCTAssertEqual(again.rows.count, rows.count)
@@ -51,10 +57,13 @@ final class CurvesTests: XCTestCase {
 
         let summary = CurveSummary(rows: rows)
         XCTAssertEqual(summary.points.count, 8)
-        XCTAssertEqual(summary.floor?.count, 2)
+        XCTAssertEqual(summary.floor?.seeds, 2)
+        for p in summary.points { XCTAssertGreaterThanOrEqual(try XCTUnwrap(p.fd.lower), 0) }
+        XCTAssertTrue(summary.table().contains("finite-sample reference"))
+        XCTAssertFalse(summary.table().contains("beat"))
         let svg = summary.figure(title: "t").svg()
         XCTAssertTrue(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"))
-        XCTAssertTrue(svg.contains("with DLG") && svg.contains("exact draws at this n"))
+        XCTAssertTrue(svg.contains("with DLG") && svg.contains("reference: exact draws at this n"))
         // One panel per integrator plus the best-sampler panel; NFE on a log axis everywhere; DLG's warm-up-inclusive
         // points as hollow triangles.
         XCTAssertTrue(svg.contains("Best sampler per NFE"))
@@ -65,6 +74,19 @@ final class CurvesTests: XCTestCase {
         XCTAssertThrowsError(try CurveStore(directory: dir)) { e in
             XCTAssertTrue("\(e)".contains("curves.jsonl:1"), "\(e)")
         }
+    }
+
+    /// Seeds combine in closed form: FD 2 [1, 4] and 4 [2, 7] → mean 3, lower 3 − √(1² + 2²)/2, upper
+    /// 3 + √(2² + 3²)/2 (1e-12); one seed keeps its interval; an interval reaching 0 keeps the lower end at ≥ 0.
+    func testFDSummaryCombinesSeedIntervals() {
+        let s = FDSummary([(2, 1, 4), (4, 2, 7)])
+        XCTAssertEqual(s.mean, 3, accuracy: 1e-12)
+        XCTAssertEqual(s.lower!, 3 - 5.0.squareRoot() / 2, accuracy: 1e-12)
+        XCTAssertEqual(s.upper!, 3 + 13.0.squareRoot() / 2, accuracy: 1e-12)
+        XCTAssertEqual(FDSummary([(0.5, 0.1, 0.9)]), FDSummary([(0.5, 0.1, 0.9)]))
+        XCTAssertEqual(FDSummary([(0.5, 0.1, 0.9)]).lower!, 0.1, accuracy: 1e-15)
+        XCTAssertGreaterThanOrEqual(FDSummary([(0.2, 0, 0.5), (0.1, 0, 0.4)]).lower!, 0)
+        XCTAssertNil(FDSummary([(0.2, nil, nil)]).lower)
     }
 
     /// A log axis over 3…500 snaps outwards to 1-2-5 values (2…500) with 1-2-5 ticks; the best point is labelled.

@@ -20,10 +20,15 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(doc.seeds, [0])
 
         // cost: one cell per (model, batch, scenario), with the documented fields.
-        let cells = try XCTUnwrap(doc.parts[0].data).decode([CostCell].self)
+        let cost = try XCTUnwrap(doc.parts[0].data).decode(CostData.self)
+        let cells = cost.cells
         XCTAssertEqual(cells.map(\.model), ["moe", "dense"])
         for c in cells {
-            XCTAssertGreaterThan(c.latency.p50Ms, 0)
+            XCTAssertGreaterThan(c.latency.medianMs, 0)
+            XCTAssertEqual(c.latency.count, 1)          // min_iterations = 1: no interval, no tails, each with its reason
+            XCTAssertNil(c.latency.medianInterval)
+            XCTAssertNil(c.latency.p90Ms)
+            XCTAssertEqual(c.latency.omitted.count, 4)
             XCTAssertGreaterThan(c.gflopPerQuery, 0)
             XCTAssertGreaterThan(c.fractionOfRoofline, 0)
             XCTAssertGreaterThan(c.phaseMsPerQuery["attention"] ?? 0, 0)
@@ -33,6 +38,23 @@ final class SuiteTests: XCTestCase {
         // Activated < total parameters for MoE, equal for dense.
         XCTAssertLessThan(cells[0].activatedParameters, cells[0].totalParameters)
         XCTAssertEqual(cells[1].activatedParameters, cells[1].totalParameters)
+        // MoE against dense: ≥ 20 alternating pairs, the median paired ratio inside its bootstrap interval.
+        let pair = try XCTUnwrap(cost.pairs.first)
+        XCTAssertEqual(cost.pairs.count, 1)
+        XCTAssertEqual(pair.method, "paired")
+        XCTAssertGreaterThanOrEqual(pair.count, 20)
+        XCTAssertEqual(pair.firstMs?.count, pair.count)
+        XCTAssertTrue(try XCTUnwrap(pair.interval).contains(pair.ratio))
+        // The roofline is measured once and recorded; every part records the machine's load around it.
+        XCTAssertEqual(doc.roofline, cost.roofline)
+        XCTAssertEqual(doc.roofline?.source, "measured in this run")
+        XCTAssertGreaterThan(doc.roofline?.gflops ?? 0, 0)
+        XCTAssertEqual(doc.schema, "moebench-results/2")
+        for part in doc.parts {
+            let load = try XCTUnwrap(part.machineLoad, part.id)
+            XCTAssertEqual(load.busy, !load.warnings.isEmpty)
+            for w in load.warnings { XCTAssertTrue(part.summary.contains(w)) }
+        }
 
         // Every table has its CSV and every figure its SVG; the report inlines them.
         for part in doc.parts {

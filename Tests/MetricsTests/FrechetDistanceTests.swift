@@ -82,12 +82,4 @@ final class FrechetDistanceTests: XCTestCase {
             }
         }
     }
-
-    /// Mean with a 95% t-interval: [1, 2, 3] → 2 ± 4.303/√3.
-    func testMeanInterval() {
-        let m = MeanInterval([1, 2, 3])
-        XCTAssertEqual(m.mean, 2, accuracy: 1e-15)
-        XCTAssertEqual(m.halfWidth, 4.303 / 3.0.squareRoot(), accuracy: 1e-12)
-        XCTAssertEqual(MeanInterval([5]).halfWidth, 0)
-    }
 }

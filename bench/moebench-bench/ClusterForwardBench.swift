@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import DiT
 import Foundation
+import Metrics
 import Tensor
 import Wire
 
@@ -130,7 +131,7 @@ struct ClusterForwardBench: ParsableCommand {
             let per = 1e6 * Double(iterations)
             let maxDiff = zip(out, reference).map { abs($0 - $1) }.max() ?? 0
             let mb = Double(tm.bytesSent + tm.bytesReceived) / 1e6 / Double(iterations)
-            let (ms, baseMs, ratio) = (medianOf(remote), medianOf(local), medianOf(ratios))
+            let (ms, baseMs, ratio) = (median(remote), median(local), median(ratios))
             if json {
                 print(#"{"mode":"cluster","config":"\#(cfg.name)","batch":\#(batch),"codec":"\#(codec)","in_process_ms":\#(baseMs),"ms":\#(ms),"ratio_to_in_process":\#(ratio),"compute_ms":\#(Double(tm.computeNanos) / per),"codec_ms":\#(Double(tm.codecNanos) / per),"transfer_ms":\#(Double(tm.transferNanos) / per),"waiting_ms":\#(Double(tm.waitingNanos) / per),"mb_per_forward":\#(mb),"max_abs_diff":\#(maxDiff)}"#)
             } else {

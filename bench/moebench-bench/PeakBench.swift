@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Metrics
 import Tensor
 
 /// `moebench-bench peak`: the physical FP32 and BF16 ceilings of this machine, per core and on all cores.
@@ -162,8 +163,7 @@ struct ThreadingBench: ParsableCommand {
             for _ in 0..<4 { call() }
             rates.append(4 * flop / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) / 1e9)
         }
-        rates.sort()
-        return rates[rates.count / 2]
+        return median(rates)
     }
 
     /// Milliseconds of process CPU time (user + system) during 200 ms of sleep right after `call`.

@@ -2,6 +2,7 @@ import ArgumentParser
 import CBLAS
 import Diffusion
 import Foundation
+import Metrics
 
 /// Time the samplers spend outside the model call, per NFE, against one DiT-S-sized GEMM.
 struct SamplerOverhead: ParsableCommand {
@@ -104,10 +105,5 @@ struct SamplerOverhead: ParsableCommand {
             print(r.method.padding(toLength: 26, withPad: " ", startingAt: 0)
                   + String(format: " %4d   %8.1f µs    %6.2f%%", r.nfe, r.overheadPerNFE * 1e6, 100 * r.fractionOfGEMM))
         }
-    }
-
-    private func median(_ v: [Double]) -> Double {
-        let s = v.sorted()
-        return s.count % 2 == 1 ? s[s.count / 2] : 0.5 * (s[s.count / 2 - 1] + s[s.count / 2])
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DiT
 import Foundation
+import Metrics
 import Tensor
 import Wire
 
@@ -67,16 +68,6 @@ final class ShardRecorder: ExpertExecutor {
     }
 }
 
-func medianOf(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
-
-func percentile(_ xs: [Double], _ p: Double) -> Double {
-    let s = xs.sorted()
-    return s.isEmpty ? .nan : s[min(s.count - 1, Int((p * Double(s.count)).rounded(.up)) - 1)]
-}
-
 struct CodecBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "codec",
@@ -128,7 +119,7 @@ struct CodecBench: ParsableCommand {
             for _ in 0..<iterations {
                 let t0 = monotonicNanos(); body(); times.append(Double(monotonicNanos() - t0))
             }
-            return Double(totalFloats * 4) / medianOf(times) * 1e3   // MB/s
+            return Double(totalFloats * 4) / median(times) * 1e3   // MB/s
         }
         var sink: UInt64 = 0
         let memcpyRate = rate { for s in shards { s.values.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } } }
@@ -188,7 +179,7 @@ struct CodecBench: ParsableCommand {
                         enc.append(e); dec.append(d)
                     }
                     let bytes = Double(totalFloats * 4)
-                    let encRate = bytes / medianOf(enc) * 1e3, decRate = bytes / medianOf(dec) * 1e3
+                    let encRate = bytes / median(enc) * 1e3, decRate = bytes / median(dec) * 1e3
                     let ratio = Double(stored) / bytes
                     if json {
                         print(#"{"dtype":"\#(dtype)","shuffle":\#(shuffle),"lz4":\#(lz4),"encode_mbps":\#(encRate),"decode_mbps":\#(decRate),"ratio":\#(ratio),"memcpy_mbps":\#(memcpyRate)}"#)
@@ -259,14 +250,14 @@ struct WireRoundTripBench: ParsableCommand {
                 wire += try pingPong(size: size, iterations: per, wire: true)
                 nock += try pingPong(size: size, iterations: per, wire: true, checksum: false)
             }
-            let rawGood = 2 * Double(size) / medianOf(raw) * 1e3, wireGood = 2 * Double(size) / medianOf(wire) * 1e3
-            let nockGood = 2 * Double(size) / medianOf(nock) * 1e3
+            let rawGood = 2 * Double(size) / median(raw) * 1e3, wireGood = 2 * Double(size) / median(wire) * 1e3
+            let nockGood = 2 * Double(size) / median(nock) * 1e3
             if json {
-                print(#"{"size":\#(size),"iterations":\#(raw.count),"raw_p50_us":\#(medianOf(raw) / 1e3),"raw_p99_us":\#(percentile(raw, 0.99) / 1e3),"raw_mbps":\#(rawGood),"wire_p50_us":\#(medianOf(wire) / 1e3),"wire_p99_us":\#(percentile(wire, 0.99) / 1e3),"wire_mbps":\#(wireGood),"ratio":\#(wireGood / rawGood),"nochecksum_mbps":\#(nockGood),"nochecksum_ratio":\#(nockGood / rawGood)}"#)
+                print(#"{"size":\#(size),"iterations":\#(raw.count),"raw_p50_us":\#(median(raw) / 1e3),"raw_p99_us":\#(quantile(raw, 0.99) / 1e3),"raw_mbps":\#(rawGood),"wire_p50_us":\#(median(wire) / 1e3),"wire_p99_us":\#(quantile(wire, 0.99) / 1e3),"wire_mbps":\#(wireGood),"ratio":\#(wireGood / rawGood),"nochecksum_mbps":\#(nockGood),"nochecksum_ratio":\#(nockGood / rawGood)}"#)
             } else {
                 print(String(format: "%-9@ %10.1f %10.1f %9.0f | %11.1f %11.1f %9.0f %7.1f%% | %16.0f %5.1f%%", "\(kib) KiB" as NSString,
-                             medianOf(raw) / 1e3, percentile(raw, 0.99) / 1e3, rawGood,
-                             medianOf(wire) / 1e3, percentile(wire, 0.99) / 1e3, wireGood, 100 * wireGood / rawGood,
+                             median(raw) / 1e3, quantile(raw, 0.99) / 1e3, rawGood,
+                             median(wire) / 1e3, quantile(wire, 0.99) / 1e3, wireGood, 100 * wireGood / rawGood,
                              nockGood, 100 * nockGood / rawGood))
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 
 // One finished cell (or one floor measurement): the unit of `curves.jsonl` and `curves.csv`.
 
@@ -53,13 +54,16 @@ public struct CurveRow: Codable, Sendable, Equatable {
 
     static let csvHeader = "source,integrator,dlg,budget,nfe,step,n_skip,epsilon,skip_fraction,fd,samples,seed,chains,mean_start_sigma,warmup_nfe,seconds,fid_digits,fid_digits_lower,fid_digits_upper,fd_lower,fd_upper"
 
+    /// One CSV line (CSVText, without its newline), in `csvHeader`'s order.
     var csvLine: String {
-        func q(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
-        func o<T>(_ v: T?) -> String { v.map { "\($0)" } ?? "" }
-        return [q(source), integrator, String(dlg), String(budget), String(nfe), q(step), o(nSkip), o(epsilon),
-                o(skipFraction), String(fd), String(samples), String(seed), String(chains), o(meanStartSigma),
-                o(warmupNFE), String(format: "%.3f", seconds), o(fidDigits), o(fidDigitsLower), o(fidDigitsUpper), o(fdLower),
-                o(fdUpper)].joined(separator: ",")
+        func o(_ v: Double?) -> CSVText.Field { v.map { .number($0) } ?? .empty }
+        func o(_ v: Int?) -> CSVText.Field { v.map { .number(Double($0)) } ?? .empty }
+        let fields: [CSVText.Field] = [
+            .text(source), .text(integrator), .bool(dlg), .number(Double(budget)), .number(nfe), .text(step), o(nSkip), o(epsilon),
+            o(skipFraction), .number(fd), .number(Double(samples)), .number(Double(seed)), .number(Double(chains)),
+            o(meanStartSigma), o(warmupNFE), .number((seconds * 1000).rounded() / 1000), o(fidDigits), o(fidDigitsLower),
+            o(fidDigitsUpper), o(fdLower), o(fdUpper)]
+        return String(CSVText.line(fields).dropLast())
     }
 }
 

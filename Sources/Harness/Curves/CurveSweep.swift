@@ -1,6 +1,7 @@
 import Foundation
 import Diffusion
 import Metrics
+import Tensor
 
 // The NFE–FD sweep: integrators × budgets × {vanilla, DLG} × seeds on one score source, plus one floor row per
 // seed. Cells already in the store are skipped (resume). Progress goes to the `progress` callback (stderr in the CLI).
@@ -16,6 +17,9 @@ public struct CurveSweepConfig: Sendable {
     /// Batch size of vanilla runs and number of DLG chains (RK45's NFE is batch-coupled).
     public var chains: Int = 200
     public var dlg = DLGBudgetDefaults()
+    /// Bootstrap resamples of each cell's FD interval (over its samples; FrechetBootstrap) when the source does not
+    /// supply one.
+    public var fdBootstrap = 200
 
     public init() {}
 
@@ -97,6 +101,7 @@ public final class CurveSweep {
                 var r = row
                 r.fd = try FrechetDistance.samples(draws, dimension: source.dimension, against: reference)
                 try source.measure(draws, into: &r)
+                try addInterval(draws, reference: reference, seed: UInt64(seed) ^ 0xF100_F100, into: &r)
                 r.seconds = Date().timeIntervalSince(start)
                 try store.append(r)
                 progress("floor seed=\(seed): FD \(LinePlot.label(r.fd)) from \(config.samples) exact draws")
@@ -147,6 +152,17 @@ public final class CurveSweep {
                  chains: config.chains, meanStartSigma: nil, warmupNFE: nil, seconds: 0)
     }
 
+    /// The row's FD interval by bootstrap over `samples`, unless the source already set one (seeded: resample
+    /// indices from SplitMix64(seed ^ "boot")).
+    func addInterval(_ samples: [Float], reference: GaussianMoments, seed: UInt64, into row: inout CurveRow) throws {
+        guard row.fdLower == nil || row.fdUpper == nil, config.fdBootstrap > 0 else { return }
+        var rng = SplitMix64(seed: seed ^ 0x626F_6F74)
+        let e = try FrechetBootstrap.estimate(samples, dimension: source.dimension, reference: reference,
+                                              resamples: config.fdBootstrap, using: &rng)
+        row.fdLower = e.lower
+        row.fdUpper = e.upper
+    }
+
     /// Noise seed of a cell: distinct per (seed, integrator, mode, budget), reproducible.
     static func noiseSeed(_ cell: CurveCell) -> UInt64 {
         let k = UInt64(IntegratorKind.allCases.firstIndex(of: cell.integrator)!)
@@ -187,6 +203,7 @@ public final class CurveSweep {
         row.nfe = Double(nfeSum) / Double(blocks)
         row.fd = try FrechetDistance.samples(samples, dimension: d, against: reference)
         try source.measure(samples, into: &row)
+        try addInterval(samples, reference: reference, seed: Self.noiseSeed(cell), into: &row)
         row.seconds = Date().timeIntervalSince(start)
         return (row, samples)
     }

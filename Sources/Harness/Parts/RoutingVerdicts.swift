@@ -53,8 +53,8 @@ public enum RoutingVerdicts {
 
     public static func verdicts(_ deps: [RoutingDependence], normalizedEntropyPerLayer: [Double]) -> [RoutingVerdict] {
         func medianExcess(_ f: String) -> Double? {
-            let v = deps.filter { $0.factor == f }.map(\.excess).sorted()
-            return v.isEmpty ? nil : v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+            let v = deps.filter { $0.factor == f }.map(\.excess)
+            return v.isEmpty ? nil : median(v)
         }
         func significant(_ f: String) -> (Int, Int) {
             let d = deps.filter { $0.factor == f }

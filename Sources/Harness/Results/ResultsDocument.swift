@@ -1,5 +1,6 @@
 // The schema of results.json (documented field by field in docs/results.md; bump `schema` on breaking changes).
 import Foundation
+import Metrics
 
 /// Where a suite run stands (results.json `status`).
 public enum RunStatus: String, Codable, Sendable {
@@ -23,7 +24,7 @@ public enum PartStatus: String, Codable, Sendable {
 }
 
 public struct ResultsDocument: Codable, Equatable, Sendable {
-    public static let currentSchema = "moebench-results/1"
+    public static let currentSchema = "moebench-results/2"
 
     public var schema: String
     /// "running" while the suite runs, "complete", "failed" (a part failed) or "interrupted" (SIGINT/SIGTERM;
@@ -43,6 +44,9 @@ public struct ResultsDocument: Codable, Equatable, Sendable {
     public var seeds: [UInt64]
     /// Finished parts, in completion order.
     public var parts: [ResultPart]
+    /// The roofline the cost part's rates are divided by, measured once per run (absent without a cost part and in
+    /// schema 1).
+    public var roofline: RooflineRecord?
 }
 
 /// One finished part of a suite (cost, load balance, curves, …): prose, tables, figures and raw data.
@@ -62,10 +66,12 @@ public struct ResultPart: Codable, Equatable, Sendable {
     public var figures: [ResultFigure]
     /// Part-specific machine-readable payload (e.g. a LoadBalanceReport), documented per part in docs/results.md.
     public var data: JSONValue?
+    /// How busy the machine was before and after the part (absent where /proc is unavailable and in schema 1).
+    public var machineLoad: PartLoad?
 
     public init(id: String, title: String, status: PartStatus = .done, error: String? = nil, startedAt: String? = nil,
                 finishedAt: String? = nil, summary: [String] = [], tables: [ResultTable] = [],
-                figures: [ResultFigure] = [], data: JSONValue? = nil) {
+                figures: [ResultFigure] = [], data: JSONValue? = nil, machineLoad: PartLoad? = nil) {
         self.id = id
         self.title = title
         self.status = status
@@ -76,6 +82,7 @@ public struct ResultPart: Codable, Equatable, Sendable {
         self.tables = tables
         self.figures = figures
         self.data = data
+        self.machineLoad = machineLoad
     }
 }
 
@@ -108,24 +115,18 @@ public struct ResultTable: Codable, Equatable, Sendable {
         self.note = note
     }
 
-    /// CSV text: header `name [unit]`, numbers with full precision, strings quoted when needed.
+    /// CSV text (CSVText): header `name [unit]`, numbers with full precision, null as an empty field.
     public func csvText() -> String {
-        func quote(_ s: String) -> String {
-            s.contains(where: { ",\"\n".contains($0) }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
-        }
-        var out = columns.map { quote($0.unit.isEmpty ? $0.name : "\($0.name) [\($0.unit)]") }.joined(separator: ",") + "\n"
-        for row in rows {
-            out += row.map { cell -> String in
-                switch cell {
-                case let .number(d): return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)
-                case let .string(s): return quote(s)
-                case let .bool(b): return String(b)
-                case .null: return ""
-                default: return quote("\(cell)")
-                }
-            }.joined(separator: ",") + "\n"
-        }
-        return out
+        CSVText.document(header: columns.map { $0.unit.isEmpty ? $0.name : "\($0.name) [\($0.unit)]" },
+                         rows: rows.map { $0.map { cell -> CSVText.Field in
+                             switch cell {
+                             case let .number(d): return .number(d)
+                             case let .string(s): return .text(s)
+                             case let .bool(b): return .bool(b)
+                             case .null: return .empty
+                             default: return .text("\(cell)")
+                             }
+                         } })
     }
 }
 

@@ -172,6 +172,14 @@ public final class ResultsStore: @unchecked Sendable {
         }
     }
 
+    /// Records the run's roofline and rewrites results.json.
+    public func setRoofline(_ r: RooflineRecord) throws {
+        try lock.withLock {
+            doc.roofline = r
+            try saveLocked()
+        }
+    }
+
     /// Marks the suite finished ("complete" or "failed") and rewrites results.json.
     public func finish(status: RunStatus = .complete, date: Date = Date()) throws {
         try lock.withLock {

@@ -35,6 +35,8 @@ public final class SuiteRunner {
     public var handleSignals = false
     /// Printed after an interruption: how to resume.
     public var resumeHint = ""
+    /// The cost part's roofline when given (`--peak`, `--peak-from`); nil: measured once in this run.
+    public var rooflineOverride: RooflineRecord?
 
     public init(profile: Profile, resultsRoot: URL, progress: Progress = Progress()) {
         self.profile = profile
@@ -64,16 +66,23 @@ public final class SuiteRunner {
                 return
             }
             let started = ResultsStore.iso8601(Date())
+            let firstPart = store.document.parts.isEmpty, loadBefore = LoadSnapshot.take()
+            func load() -> PartLoad? {
+                guard let b = loadBefore, let a = LoadSnapshot.take() else { return nil }
+                return PartLoad(before: b, after: a, cores: ProcessInfo.processInfo.activeProcessorCount, firstPart: firstPart)
+            }
             do {
                 var p = try body()
                 p.startedAt = started
                 p.finishedAt = ResultsStore.iso8601(Date())
+                p.machineLoad = load()
+                p.summary.insert(contentsOf: p.machineLoad?.warnings ?? [], at: 0)
                 try store.add(p)
             } catch {
                 failed = true
                 progress.say("\(id) failed: \(error)")
                 try store.add(ResultPart(id: id, title: title, status: .failed, error: "\(error)", startedAt: started,
-                                         finishedAt: ResultsStore.iso8601(Date())))
+                                         finishedAt: ResultsStore.iso8601(Date()), machineLoad: load()))
             }
             try ReportRenderer.write(directory: store.directory)
         }
@@ -113,74 +122,7 @@ public final class SuiteRunner {
         return (config, source)
     }
 
-    // MARK: Cost
-
-    func runCost(_ suite: CostSuite, store: ResultsStore) throws -> ResultPart {
-        progress.say("cost: measuring the sgemm roofline")
-        let roofline = Roofline.best(threads: Parallel.threads).gflops
-        let roofline1 = Roofline.best(threads: 1).gflops
-        let runner = CostRunner(suite: suite, run: profile.run, progress: progress, roofline: roofline)
-        var notes: [String] = [String(format: "sgemm roofline measured in this run (best of four DiT layer shapes): %.1f GFLOP/s on %d worker(s) (%.1f on one).", roofline, Parallel.threads, roofline1)]
-        var cells: [CostCell] = []
-        let codecs = profile.codecs.isEmpty ? [CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)] : profile.codecs
-        for id in suite.models + suite.baselines {
-            let (config, source) = try resolve(id)
-            progress.say("cost: loading \(config.name) (\(id))")
-            let weights = try DiTWeights(config: config, source: source, precision: precision)
-            func measureAll(_ model: DiTModel, _ execution: ExecutionMode, codec: String?) throws {
-                for batch in suite.batchSizes {
-                    for scenario in suite.scenarios {
-                        progress.say("cost: \(config.name) \(execution.rawValue)\(codec.map { " (\($0))" } ?? "") batch \(batch) \(scenario.rawValue)")
-                        let cell = try runner.measure(model: model, id: id, execution: execution, codec: codec, batch: batch,
-                                                      scenario: scenario, seed: profile.run.seeds.first ?? 0)
-                        progress.say(String(format: "      p50 %.1f ms, %.2f images/s, %.0f%% of roofline", cell.latency.p50Ms,
-                                            cell.imagesPerSecond, 100 * cell.fractionOfRoofline))
-                        cells.append(cell)
-                    }
-                }
-            }
-            for execution in suite.execution {
-                switch execution {
-                case .inProcess:
-                    try measureAll(try DiTModel(weights: weights), .inProcess, codec: nil)
-                case .cluster:
-                    guard config.isMoE else { continue }
-                    guard let settings = profile.cluster, let open = openCluster else { throw SuiteError.noCluster }
-                    // One session per model: the workers load exactly this model's experts.
-                    progress.say("cost: starting the cluster from \(settings.hosts) for \(config.name)")
-                    let session = try open(settings, config, source)
-                    defer { session.shutdown() }
-                    if !notes.contains(where: { $0.hasPrefix("Cluster:") }) { notes.append("Cluster: \(session.summary).") }
-                    for codec in codecs {
-                        let model = try DiTModel(weights: weights, executor: try session.executor(for: weights, codec: codec))
-                        try measureAll(model, .cluster, codec: codec.label)
-                    }
-                }
-            }
-            // Keep what is finished: rewrite the part after every model.
-            try store.add(try costPart(cells, suite: suite, roofline: roofline, notes: notes, store: store, final: false))
-        }
-        return try costPart(cells, suite: suite, roofline: roofline, notes: notes, store: store, final: true)
-    }
-
-    func costPart(_ cells: [CostCell], suite: CostSuite, roofline: Double, notes: [String], store: ResultsStore, final: Bool) throws -> ResultPart {
-        let tables = try [CostTables.cells(cells, roofline: roofline), CostTables.comparisons(cells, suite: suite), CostTables.phases(cells)]
-            .map { try store.writeCSV($0) }
-        var figures: [ResultFigure] = []
-        if final, let svg = CostFigure.latencyByBatch(cells) {
-            try store.writeSVG("cost_latency.svg", svg)
-            figures.append(ResultFigure(id: "cost_latency", title: "Single-stream latency per image by batch size", file: "cost_latency.svg",
-                                        caption: "p50 query latency ÷ requested images (the tables' unit; a CFG query forwards twice as many); lower is better."))
-        }
-        var summary = notes
-        for row in CostTables.comparisons(cells, suite: suite).rows {
-            if case let .string(what) = row[0], case let .number(b) = row[1], case let .number(lat) = row[4], case let .number(fl) = row[3] {
-                summary.append(String(format: "%@ at batch %.0f: %.2f× the FLOPs, %.2f× the latency.", what, b, fl, lat))
-            }
-        }
-        return ResultPart(id: "cost", title: "Inference cost: dense versus MoE", status: final ? .done : .running,
-                          summary: summary, tables: tables, figures: figures, data: try JSONValue.from(cells))
-    }
+    // MARK: Cost (CostPairing.swift)
 
     // MARK: Load balance
 
