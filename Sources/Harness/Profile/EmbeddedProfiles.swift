@@ -20,7 +20,7 @@ description = "Learned DiT-MoE vs its dense twin on the UCI digits: cost, routin
 [run]
 seeds = [0]
 warmup_iterations = 1
-min_iterations = 5
+min_iterations = 20
 min_duration_s = 0.0
 max_duration_s = 10.0
 
