@@ -234,7 +234,7 @@ fileprivate struct PanelRenderer {
                 }
                 if se.markers { s += marker(se.marker, x: px, y: ya.pixel(p.y), r: se.marker == .circle ? 2.8 : 4, color: se.color) }
                 if let text = p.label {
-                    s += "<text x=\"\(fmt(px + 5))\" y=\"\(fmt(ya.pixel(p.y) + (k % 2 == 0 ? -6 : 12)))\" font-size=\"9\" fill=\"\(se.color)\">\(esc(text))</text>"
+                    s += "<text x=\"\(fmt(px + 5))\" y=\"\(fmt(ya.pixel(p.y) + (k % 2 == 0 ? -6 - 10 * Double(k / 2) : 12 + 10 * Double(k / 2))))\" font-size=\"9\" fill=\"\(se.color)\">\(esc(text))</text>"
                 }
             }
             if se.labelBest, let best = sorted.min(by: { $0.y < $1.y }) {
