@@ -116,7 +116,7 @@ enum CurvesPart {
             cells.append(.init(integrator: row.integrator, budget: row.budget, dlg: row.dlg, images: images, label: label))
         }
         return SampleGridFigure(title: "\(model): generated digits per integrator, NFE budget and mode", side: 8,
-                                reference: (reference, floor.map { String(format: "held-out digits (floor %.3g)", $0) } ?? "held-out digits"),
+                                reference: (reference, floor.map { String(format: "held-out digits (reference FID-digits %.3g)", $0) } ?? "held-out digits"),
                                 cells: cells)
     }
 
