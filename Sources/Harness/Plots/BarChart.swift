@@ -81,7 +81,9 @@ public struct BarChart: Sendable {
                     s += "<line x1=\"\(f(cx - 3))\" y1=\"\(f(py(hiV)))\" x2=\"\(f(cx + 3))\" y2=\"\(f(py(hiV)))\" stroke=\"#222\"/>"
                     labelY = min(labelY, py(hiV) - 3)
                 }
-                s += "<text x=\"\(f(x + barW / 2))\" y=\"\(f(labelY))\" text-anchor=\"middle\" font-size=\"9\">\(LinePlot.label(v))</text>"
+                if barW >= 26 {  // narrower bars: the value is in the bar's tooltip and the CSV, not printed over its neighbours
+                    s += "<text x=\"\(f(x + barW / 2))\" y=\"\(f(labelY))\" text-anchor=\"middle\" font-size=\"9\">\(LinePlot.label(v))</text>"
+                }
             }
             s += "<text x=\"\(f(left + groupW * (Double(c) + 0.5)))\" y=\"\(f(bottom + 15))\" text-anchor=\"middle\" font-size=\"11\">\(Markup.escape(name))</text>\n"
         }
