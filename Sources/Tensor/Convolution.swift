@@ -85,12 +85,16 @@ public final class WorkerScratch: @unchecked Sendable {
     public var base: UnsafeMutablePointer<Float> { storage.pointer }
 }
 
-/// `y = conv2d(x, weight) + bias` (see `Conv2DShape` for layouts). `scratch` needs at least
-/// `min(Parallel.threads, bands)` workers of `shape.minimumScratchPerWorker(width:)` floats each; `x` and `y` must
-/// not overlap.
+/// `y = conv2d(x, weight) + bias`, then `max(·, 0)` with `relu` (see `Conv2DShape` for layouts). `scratch` needs
+/// at least `min(Parallel.threads, bands)` workers of `shape.minimumScratchPerWorker(width:)` floats each; `x` and
+/// `y` must not overlap.
+///
+/// `outImageStride` (default `outChannels·outH·outW`): floats from one image's output to the next, so a conv can
+/// write its channels into a slice of a wider NCHW tensor (a channel concatenation): pass `y` at the slice's first
+/// channel and the wide tensor's image size. One image's `[outChannels, outH, outW]` block is always contiguous.
 public func conv2d(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int, shape: Conv2DShape,
                    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
-                   scratch: WorkerScratch) {
+                   outImageStride: Int? = nil, relu: Bool = false, scratch: WorkerScratch) {
     let (oh, ow) = shape.outputSize(height: height, width: width)
     precondition(oh > 0 && ow > 0, "conv2d: \(shape) on \(height)×\(width) gives an empty output")
     let k = shape.columnRows, cout = shape.outChannels
@@ -99,7 +103,8 @@ public func conv2d(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: In
                  "conv2d: \(shape) on \(height)×\(width) needs \(perRow) scratch floats per worker, has \(scratch.floatsPerWorker)")
     let bandRows = min(oh, scratch.floatsPerWorker / perRow)
     let bandsPerImage = (oh + bandRows - 1) / bandRows
-    let inImage = shape.inChannels * height * width, outImage = cout * oh * ow
+    let inImage = shape.inChannels * height * width, outImage = outImageStride ?? cout * oh * ow
+    precondition(outImage >= cout * oh * ow, "conv2d: outImageStride \(outImage) < one image's \(cout * oh * ow) outputs")
     let workers = min(Parallel.threads, scratch.workers)
     let total = batch * bandsPerImage
     let run: (Int, Range<Int>) -> Void = { worker, bands in
@@ -118,13 +123,18 @@ public func conv2d(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: In
                 gemm(transB: false, m: cout, n: pixels, k: k, a: weight, lda: k, b: col, ldb: pixels,
                      c: yImage, ldc: pixels)
                 if let bias { for c in 0..<cout { addScalar(yImage + c * pixels, bias[c], count: pixels) } }
+                if relu { for i in 0..<(cout * pixels) { yImage[i] = max(yImage[i], 0) } }
             } else {
                 gemm(transB: false, m: cout, n: pixels, k: k, a: weight, lda: k, b: col, ldb: pixels,
                      c: out, ldc: pixels)
                 for c in 0..<cout {
                     let dst = yImage + c * oh * ow + oy0 * ow, src = out + c * pixels
                     let b = bias?[c] ?? 0
-                    for i in 0..<pixels { dst[i] = src[i] + b }
+                    if relu {
+                        for i in 0..<pixels { dst[i] = max(src[i] + b, 0) }
+                    } else {
+                        for i in 0..<pixels { dst[i] = src[i] + b }
+                    }
                 }
             }
         }

@@ -72,3 +72,37 @@ public func maxPool2d(_ x: UnsafePointer<Float>, planes: Int, height: Int, width
         }
     }
 }
+
+/// Bilinear resize with `align_corners=False` and no antialiasing (`F.interpolate(mode="bilinear")`, what pytorch-fid
+/// does before Inception): output pixel (i, j) reads the source point s = max((i + 0.5)·inH/outH − 0.5, 0) (likewise
+/// for j), i0 = ⌊s⌋, i1 = min(i0 + 1, inH − 1), weights 1 − (s − i0) and s − i0; coordinates in Float32 as
+/// PyTorch's CPU kernel computes them. `y` is `[planes, outH, outW]` and must not overlap `x`.
+public func resizeBilinear(_ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int, outHeight: Int,
+                           outWidth: Int, into y: UnsafeMutablePointer<Float>) {
+    // Per output row / column: the two source indices and their weights (computed once per call).
+    func taps(_ inSize: Int, _ outSize: Int) -> (i0: [Int], i1: [Int], w1: [Float]) {
+        let scale = Float(inSize) / Float(outSize)
+        var i0 = [Int](repeating: 0, count: outSize), i1 = i0, w1 = [Float](repeating: 0, count: outSize)
+        for d in 0..<outSize {
+            let s = max(scale * (Float(d) + 0.5) - 0.5, 0)
+            let lo = min(Int(s), inSize - 1)
+            i0[d] = lo; i1[d] = min(lo + 1, inSize - 1); w1[d] = s - Float(lo)
+        }
+        return (i0, i1, w1)
+    }
+    let rows = taps(height, outHeight), cols = taps(width, outWidth)
+    Parallel.forChunks(planes) { _, range in
+        for p in range {
+            let src = x + p * height * width, dst = y + p * outHeight * outWidth
+            for i in 0..<outHeight {
+                let r0 = src + rows.i0[i] * width, r1 = src + rows.i1[i] * width
+                let b = rows.w1[i], a = 1 - b
+                let out = dst + i * outWidth
+                for j in 0..<outWidth {
+                    let c0 = cols.i0[j], c1 = cols.i1[j], d = cols.w1[j], c = 1 - d
+                    out[j] = a * (c * r0[c0] + d * r0[c1]) + b * (c * r1[c0] + d * r1[c1])
+                }
+            }
+        }
+    }
+}

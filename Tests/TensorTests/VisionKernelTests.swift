@@ -201,4 +201,52 @@ final class VisionKernelTests: XCTestCase {
             assertClose(y, ref, rel: 1e-5, "spatial attention, \(setup)")
         }
     }
+
+    // ReLU and a wider output image stride (writing a channel slice of a concatenation): exact against the plain
+    // conv's result clamped at 0, and the other channels untouched.
+    func testConvolutionWritesAChannelSliceWithReLU() {
+        let s = Conv2DShape(inChannels: 3, outChannels: 4, kernel: (1, 3), padding: (0, 1))
+        let batch = 2, h = 5, w = 6, wide = 10, offset = 2
+        let x = randoms(batch * 3 * h * w, seed: 60), wt = randoms(s.weightCount, seed: 61), b = randoms(4, seed: 62)
+        forEachSetup { setup in
+            let scratch = WorkerScratch(workers: 2, floatsPerWorker: s.minimumScratchPerWorker(width: w))
+            var plain = [Float](repeating: 0, count: batch * 4 * h * w)
+            conv2d(x, batch: batch, height: h, width: w, shape: s, weight: wt, bias: b, into: &plain, scratch: scratch)
+            var y = [Float](repeating: -7, count: batch * wide * h * w)
+            y.withUnsafeMutableBufferPointer { p in
+                conv2d(x, batch: batch, height: h, width: w, shape: s, weight: wt, bias: b, into: p.baseAddress! + offset * h * w,
+                       outImageStride: wide * h * w, relu: true, scratch: scratch)
+            }
+            for n in 0..<batch { for c in 0..<wide { for i in 0..<(h * w) {
+                let got = y[(n * wide + c) * h * w + i]
+                if c >= offset && c < offset + 4 {
+                    XCTAssertEqual(got, max(plain[(n * 4 + c - offset) * h * w + i], 0), setup)
+                } else {
+                    XCTAssertEqual(got, -7, setup)
+                }
+            } } }
+        }
+    }
+
+    // Against F.interpolate(x, size, mode="bilinear", align_corners=False) values printed by PyTorch 2.13 (float64)
+    // for x[i, j] = (4i + j)^1.5 / 7 on 3×4: tolerance 1e-6 relative (Float32 coordinates and weights).
+    func testBilinearResizeMatchesPyTorchAlignCornersFalse() {
+        let x = (0..<12).map { Float(pow(Double($0), 1.5) / 7) }
+        let up: [Double] = [0.0, 0.1, 0.2734590803, 0.5055349592, 0.742307489, 0.1632653061, 0.2944130188, 0.4984473581,
+                            0.7566612849, 1.014228035, 0.6530612245, 0.8776520752, 1.1734121913, 1.5100402619, 1.829989673,
+                            1.1428571429, 1.4608911316, 1.8483770246, 2.263419239, 2.6457513111, 2.0384132856, 2.4075434078,
+                            2.8507902365, 3.3187378567, 3.745503159, 2.9339694283, 3.354195684, 3.8532034485, 4.3740564745,
+                            4.845255007, 3.2324881426, 3.6697464428, 4.1873411858, 4.7258293471, 5.2118389563]
+        let down: [Double] = [0.3225020231, 0.6671885664, 1.1531297742, 2.8070928265, 3.6026001455, 4.4607717533]
+        var y = [Float](repeating: .nan, count: 35)
+        resizeBilinear(x, planes: 1, height: 3, width: 4, outHeight: 7, outWidth: 5, into: &y)
+        assertClose(y, up, rel: 1e-6, "3×4 → 7×5")
+        var z = [Float](repeating: .nan, count: 6)
+        resizeBilinear(x, planes: 1, height: 3, width: 4, outHeight: 2, outWidth: 3, into: &z)
+        assertClose(z, down, rel: 1e-6, "3×4 → 2×3")
+        // Same size is the identity.
+        var same = [Float](repeating: .nan, count: 12)
+        resizeBilinear(x, planes: 1, height: 3, width: 4, outHeight: 3, outWidth: 4, into: &same)
+        XCTAssertEqual(same, x)
+    }
 }
