@@ -8,14 +8,15 @@ import Vision
 struct VAEBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vae",
-        abstract: "SD-VAE decoder images/s and GFLOP/s per GEMM backend, against the physical FP32 peak.",
+        abstract: "SD-VAE decoder (and, with --inception, FID Inception) images/s and GFLOP/s per GEMM backend, against the physical FP32 peak.",
         discussion: """
         Decodes random latents with the sd-vae-ft-mse decoder shape (block_out_channels 128/256/512/512, 3 resnets
         per up block) on seeded random weights: only the shapes matter for speed. Prints the physical FP32 peak
         (CPeak, register-only) and the load average, then per backend the median seconds per decode over
         --iterations (after one warm-up; backends alternate run by run), images/s, GFLOP/s (2 × the multiply-adds
         of the convolutions and the attention matmuls; norms, SiLU, softmax and upsampling are not counted) and that
-        rate as a fraction of the FP32 peak on all worker threads.
+        rate as a fraction of the FP32 peak on all worker threads. With --inception, the same for pytorch-fid's
+        Inception-v3 up to pool3 on the decoded images (uint8, resized to 299²; GFLOP = 2 × conv multiply-adds).
         """)
 
     @Option(help: "Latent side (32 for 256² images).")
@@ -35,6 +36,9 @@ struct VAEBench: ParsableCommand {
 
     @Option(help: "Per-worker im2col scratch, Mi floats (bigger bands, fewer GEMMs).")
     var scratchMiFloats: Int = 2
+
+    @Flag(help: "Also time the FID Inception (pool3 features) on the decoded images.")
+    var inception = false
 
     func validate() throws {
         guard (1...256).contains(latent) else { throw ValidationError("--latent must be in 1...256, got \(latent)") }
@@ -80,6 +84,34 @@ struct VAEBench: ParsableCommand {
             print(b.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
                   + String(format: " %9.3f  %9.3f  %8.1f   ", med, Double(batch) / med, rate)
                   + (peak.map { String(format: "%5.1f%%", 100 * rate / $0) } ?? "n/a"))
+        }
+        if inception {
+            // FID Inception on the decoded images (pixels by the sample_ddp rule), random weights.
+            let net = FIDInception(weights: FIDInceptionWeights(seed: 2), imageHeight: dec.outHeight, imageWidth: dec.outWidth,
+                                   maxBatch: batch)
+            let pixels = TypedBuffer<UInt8>(count: batch * dec.imageCount, repeating: 0)
+            PixelQuantisation.roundHalfUp.quantise(out.pointer, count: batch * dec.imageCount, into: pixels.pointer)
+            let feats = FloatBuffer(count: batch * FIDInception.featureCount)
+            let igflop = net.flopsPerImage * Double(batch) / 1e9
+            print(String(format: "FID Inception (pytorch-fid, resize %d² → 299²), batch %d: %.2f GFLOP per call", dec.outHeight, batch, igflop))
+            var itimes: [GEMMBackend: [Double]] = [:]
+            for b in backends { GEMMBackend.current = b; net.features(pixels: pixels.pointer, batch: batch, into: feats.pointer) }
+            for _ in 0..<iterations {
+                for b in backends {
+                    GEMMBackend.current = b
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    net.features(pixels: pixels.pointer, batch: batch, into: feats.pointer)
+                    itimes[b, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                }
+            }
+            print("backend    s/call     images/s   GFLOP/s   of FP32 peak")
+            for b in backends {
+                let med = medianOf(itimes[b]!)
+                let rate = igflop / med
+                print(b.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
+                      + String(format: " %9.3f  %9.3f  %8.1f   ", med, Double(batch) / med, rate)
+                      + (peak.map { String(format: "%5.1f%%", 100 * rate / $0) } ?? "n/a"))
+            }
         }
         let after = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
         print("load average after: \(after)")
