@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CPeak"], swiftSettings: optimise),
         .target(name: "DiT", dependencies: ["Tensor"], swiftSettings: optimise),
         .target(name: "Diffusion", dependencies: ["Tensor", "CBLAS"], swiftSettings: optimise),
+        // Image networks for FID: the SD-VAE (AutoencoderKL) decoder; reads safetensors through DiT's reader.
+        .target(name: "Vision", dependencies: ["Tensor", "DiT"], swiftSettings: optimise),
         .target(name: "Wire", dependencies: ["CLZ4", "CSupport", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: optimise),
         .target(name: "Metrics", dependencies: ["Tensor", "CBLAS"], swiftSettings: optimise),
@@ -45,13 +47,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimise),
         .executableTarget(name: "moebench-bench", dependencies: [
-            "Tensor", "DiT", "Diffusion", "Wire", "Cluster", "Metrics", "Harness", "Training", "CBLAS",
+            "Tensor", "DiT", "Diffusion", "Wire", "Cluster", "Metrics", "Harness", "Training", "CBLAS", "Vision",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "bench/moebench-bench", swiftSettings: optimise),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "DiTTests", dependencies: ["DiT", "Tensor"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor", "Metrics"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "DiT", "Tensor"], resources: [.copy("Fixtures")]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DiT", "Wire"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
