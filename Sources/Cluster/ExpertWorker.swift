@@ -88,7 +88,7 @@ public final class ExpertWorker: @unchecked Sendable {
         self.weights = weights
         self.experts = experts.sorted()
         self.options = options
-        fingerprint = ModelFingerprint(hashing: weights.fingerprint)
+        fingerprint = ModelFingerprint(serving: weights)
         let c = weights.config
         modules = (0..<c.depth).map { l in
             Dictionary(uniqueKeysWithValues: experts.map { e in

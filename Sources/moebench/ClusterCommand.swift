@@ -52,11 +52,11 @@ struct ClusterCommand: ParsableCommand {
 
         func run() throws {
             let cfg = try model.resolveConfig()
-            _ = try model.applyCompute()
+            let precision = try model.applyCompute()
             do {
                 let cluster = try LocalCluster(hostsPath: common.hosts, secretPath: common.secretPath)
                 try cluster.up(configArgument: model.config, config: cfg, weights: model.weights, seed: model.seed, timeout: timeout,
-                               workerArguments: model.computeArguments) { print($0) }
+                               precision: precision, workerArguments: model.computeArguments) { print($0) }
             } catch let e as HostsFileError { throw ValidationError(e.description) }
             catch let e as ClusterError { throw ValidationError("\(e)") }
         }
