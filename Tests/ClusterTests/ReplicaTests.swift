@@ -139,6 +139,23 @@ final class ReplicaTests: XCTestCase {
         remote.executor = exec
         let (ok, worst) = maxRelativeViolation(want, try input.run(remote))
         XCTAssertTrue(ok, "BF16 cluster differs from BF16 local by \(worst) relative")
+        // Raw BF16 shards go to the workers' BF16 GEMMs as they are; shuffled ones are decoded to FP32 first and
+        // rounded back by the GEMM: the same values, so the same output, bit for bit.
+        var outputs: [[Float]] = []
+        for codec in [ShardOptions(dtype: .bf16, shuffle: false, compression: .none),
+                      ShardOptions(dtype: .bf16, shuffle: true, compression: .none)] {
+            var o = options
+            o.codec = codec
+            let e = try ClusterExpertExecutor(hosts: HostsFile(path: "h", entries: Array(entries[0..<2])), expertCount: 8, options: o)
+            remote.executor = e
+            outputs.append(try input.run(remote))
+            e.close()
+        }
+        XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern))
+        // The results come back as BF16 (a lossy codec): close to the BF16 engine in norm.
+        var num: Double = 0, den: Double = 0
+        for (a, b) in zip(want, outputs[0]) { num += Double((a - b) * (a - b)); den += Double(a * a) }
+        XCTAssertLessThan((num / den).squareRoot(), 1e-2)
         // The FP32 worker is refused by name.
         XCTAssertThrowsError(try ClusterExpertExecutor(hosts: HostsFile(path: "h", entries: [entries[2]]), expertCount: 8,
                                                        options: options)) { e in
