@@ -1,82 +1,51 @@
-// The coordinator side of the cluster: an ExpertExecutor that ships each expert's shard to a worker that owns it.
+// The coordinator side of the cluster: an ExpertExecutor that ships each expert's rows to workers that own it.
 //
-// Per MoE layer: every expert with rows is assigned to a live owner (among replicas the one with the fewest rows
-// assigned so far in this layer), each worker gets one EXPERT frame with all its experts' rows, workers run
-// concurrently, and results are scattered back into `shards.output`. A worker that fails (timeout, disconnect,
-// ERROR) is marked dead and its experts are retried on live replicas; if an expert has none, execute throws an
-// error naming the worker. Every request has a deadline, so a forward never hangs. A dead worker is reconnected
-// (full handshake) at the start of a later `execute`, once its back-off has passed: `reconnectBackoff` seconds after
-// it died, doubling after every failed attempt up to `maxReconnectBackoff`.
+// Per MoE layer: the routed rows are divided among the live workers by `RowSplitter` (an expert with replicas
+// may be split between them, so replicas compute parts of one expert's rows in parallel), each worker gets one
+// EXPERT frame with its pieces, workers run concurrently on their own threads, and results land in
+// `shards.output` (directly, when a worker's pieces are one contiguous block of rows, as with full replication).
+// A worker that fails (error, disconnect, deadline) is marked dead and its pieces are sent again to live
+// replicas; if an expert has none, execute throws an error naming the worker. Every request has a deadline, so a
+// forward never hangs; it is short (`failoverTimeout`) when every expert of the request has another live replica.
+// Fail-overs are recorded in `timing.failovers`.
+//
+// Workers that cannot be reached when the executor is made are marked dead, not fatal, as long as every expert
+// has a live owner (`deadWorkers` lists them). A dead worker is reconnected (full handshake) on its own thread,
+// beside the forwards, once its back-off has passed: `reconnectBackoff` seconds after it died, doubling after
+// every failed attempt up to `maxReconnectBackoff`; it gets work again from the first layer after the handshake.
 
 import DiT
 import Foundation
 import Wire
 
-public struct ClusterOptions {
-    public var secret: WireSecret
-    /// The model identity the workers must serve (`ModelFingerprint(hashing: weights.fingerprint)`).
-    public var fingerprint: ModelFingerprint
-    public var codec: ShardOptions
-    public var connectTimeout: Double
-    /// Deadline of one EXPERT round trip, in seconds.
-    public var requestTimeout: Double
-    public var name: String
-    public var limits: WireLimits
-    /// Seconds after a worker is marked dead before the first reconnect attempt; each failed attempt doubles
-    /// the wait, up to `maxReconnectBackoff`. An attempt costs at most `connectTimeout` on the forward that makes it.
-    public var reconnectBackoff: Double
-    public var maxReconnectBackoff: Double
-
-    public init(secret: WireSecret, fingerprint: ModelFingerprint, codec: ShardOptions = .default,
-                connectTimeout: Double = 5, requestTimeout: Double = 30, name: String = "coordinator",
-                limits: WireLimits = .default, reconnectBackoff: Double = 1, maxReconnectBackoff: Double = 30) {
-        self.secret = secret; self.fingerprint = fingerprint; self.codec = codec; self.connectTimeout = connectTimeout
-        self.requestTimeout = requestTimeout; self.name = name; self.limits = limits
-        self.reconnectBackoff = reconnectBackoff; self.maxReconnectBackoff = maxReconnectBackoff
-    }
-}
-
-/// Where a layer's routed-expert time went, along the critical path (the worker that finished last), summed over
-/// calls. compute + codec + transfer + waiting = wall time of `execute`.
-public struct ClusterTiming: Sendable, Equatable {
-    /// Worker time inside the expert GEMMs.
-    public var computeNanos: UInt64 = 0
-    /// Coordinator gather/encode/decode/scatter plus the worker's decode/encode.
-    public var codecNanos: UInt64 = 0
-    /// Round trip minus the worker's compute and codec time: the network and the kernels.
-    public var transferNanos: UInt64 = 0
-    /// The rest of the wall time: dispatch, waiting for the slowest worker, retries.
-    public var waitingNanos: UInt64 = 0
-    public var layers = 0
-    public var bytesSent: UInt64 = 0
-    public var bytesReceived: UInt64 = 0
-    public var retries = 0
-    /// Dead workers brought back by a reconnect.
-    public var reconnects = 0
-    public init() {}
-    public var totalNanos: UInt64 { computeNanos + codecNanos + transferNanos + waitingNanos }
-}
-
 public final class ClusterExpertExecutor: PhaseReportingExecutor {
-    /// One connected worker.
+    /// One worker of the hosts file, connected or not.
     final class Remote {
+        let index: Int
         let entry: HostEntry
-        var conn: WireConnection
-        var welcome: Welcome
+        /// nil while the worker is dead.
+        var conn: WireConnection?
+        var welcome: Welcome?
         let codec = ShardCodec()
-        var alive = true
+        var alive: Bool { conn != nil }
         var failure = ""
         /// Current reconnect back-off (s; 0 while healthy) and the monotonic time of the next attempt.
         var backoff = 0.0
         var retryAt: UInt64 = 0
+        /// A reconnect is running on this worker's thread; its outcome is read after `tryWait()`.
+        var reconnecting = false
+        var reconnectResult: Result<(WireConnection, Welcome), Error>?
         var nextRequest: UInt64 = 1
+        /// Moving average of this worker's round trips (ns), for its fail-over deadline.
+        var recentRoundTripNanos = 0.0
         // Per-layer work (reused buffers).
-        var experts: [Int] = []
+        var pieces: [RowPiece] = []
         var groups: [ExpertGroup] = []
         var resultGroups: [ExpertGroup] = []
         var input: [Float] = []
         var gate: [Float] = []
         var output: [Float] = []
+        var deadline = 0.0
         // Per-layer measurements.
         var codecNanos: UInt64 = 0
         var roundTripNanos: UInt64 = 0
@@ -84,18 +53,23 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
         var workerCodecNanos: UInt64 = 0
         var sentBytes = 0
         var receivedBytes = 0
+        /// When the request was handed to the socket and when it failed (monotonic ns; 0 = not yet).
+        var sentAt: UInt64 = 0
+        var failedAt: UInt64 = 0
         var error: Error?
         // A dedicated thread per worker: GCD's pool has one thread per core, so blocking I/O on it would
         // serialise workers beyond the core count.
         private let dispatch = DispatchThread()
 
-        init(entry: HostEntry, conn: WireConnection, welcome: Welcome) {
-            self.entry = entry; self.conn = conn; self.welcome = welcome
+        init(index: Int, entry: HostEntry) {
+            self.index = index; self.entry = entry
         }
 
-        /// Runs `body` on this worker's thread; pair with `wait()`.
+        /// Runs `body` on this worker's thread; pair with `wait()` or `tryWait()`.
         func start(_ body: @escaping () -> Void) { dispatch.start(body) }
         func wait() { dispatch.wait() }
+        /// Whether the job started last has finished (then it counts as waited for).
+        func tryWait() -> Bool { dispatch.tryWait() }
         func stopThread() { dispatch.stop() }
     }
 
@@ -126,6 +100,8 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
 
         func wait() { done.wait() }
 
+        func tryWait() -> Bool { done.wait(timeout: .now()) == .success }
+
         /// Ends the thread (if any) after its current job.
         func stop() {
             guard running else { return }
@@ -135,6 +111,14 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
         }
     }
 
+    /// Set by `close()`; a reconnect finishing afterwards closes its new connection itself.
+    final class ClosedFlag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var closed = false
+        func set() { lock.lock(); closed = true; lock.unlock() }
+        var isSet: Bool { lock.lock(); defer { lock.unlock() }; return closed }
+    }
+
     public let hosts: HostsFile
     public let options: ClusterOptions
     public let expertCount: Int
@@ -142,26 +126,51 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
     let remotes: [Remote]
     /// owners[e] = indices into `remotes` of the workers that load expert e.
     let owners: [[Int]]
+    private var splitter: RowSplitter
+    private var aliveFlags: [Bool]
+    private var assigned: [[RowPiece]]
+    private var pending: [RowPiece] = []
+    private let closedFlag = ClosedFlag()
 
-    /// Connects to every worker in `hosts` and refuses to start unless all of them prove the secret, speak this
-    /// protocol version, serve the same model and load the experts the hosts file lists for them.
+    /// Connects to every worker in `hosts`. Refuses to start when a worker answers but fails the handshake
+    /// (secret, protocol version, model) or loads other experts than `hosts` lists for it, and when an expert has
+    /// no reachable worker; a worker that cannot be reached while every expert has another one is marked dead
+    /// (see `deadWorkers`) and reconnected later.
     public init(hosts: HostsFile, expertCount: Int, options: ClusterOptions) throws {
         try hosts.validate(expertCount: expertCount)
         self.hosts = hosts
         self.options = options
         self.expertCount = expertCount
-        var remotes: [Remote] = []
-        for entry in hosts.entries {
+        let remotes = hosts.entries.enumerated().map { Remote(index: $0, entry: $1) }
+        owners = (0..<expertCount).map { e in remotes.indices.filter { remotes[$0].entry.experts.contains(e) } }
+        var unreachable: [Int: ClusterError] = [:]
+        for r in remotes {
             do {
-                let (conn, w) = try Self.connect(entry, hosts: hosts, options: options)
-                remotes.append(Remote(entry: entry, conn: conn, welcome: w))
+                (r.conn, r.welcome) = try Self.connect(r.entry, hosts: hosts, options: options)
+            } catch let f as ConnectFailure where f.unreachable {
+                unreachable[r.index] = f.error
             } catch {
-                remotes.forEach { $0.conn.close() }
-                throw error
+                remotes.forEach { $0.conn?.close() }
+                throw (error as? ConnectFailure)?.error ?? error
             }
         }
+        for e in 0..<expertCount where !owners[e].contains(where: { remotes[$0].alive }) {
+            remotes.forEach { $0.conn?.close() }
+            throw unreachable[owners[e][0]]!
+        }
         self.remotes = remotes
-        owners = (0..<expertCount).map { e in remotes.indices.filter { remotes[$0].entry.experts.contains(e) } }
+        splitter = RowSplitter(owners: owners, workers: remotes.count, minimumPiece: options.minimumSplitRows)
+        aliveFlags = remotes.map(\.alive)
+        assigned = [[RowPiece]](repeating: [], count: remotes.count)
+        for (i, e) in unreachable.sorted(by: { $0.key < $1.key }) { markDead(remotes[i], e) }
+    }
+
+    /// A failed connect: `unreachable` when the worker is not there now (refused, reset, timed out), false when
+    /// it answered but is wrong (secret, protocol version, model, experts).
+    struct ConnectFailure: Error, CustomStringConvertible {
+        let error: ClusterError
+        let unreachable: Bool
+        var description: String { error.description }
     }
 
     /// Connects to one worker, authenticates, and checks that it loads the experts `hosts` lists for it.
@@ -169,34 +178,54 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
         do {
             let conn = try WireConnection.connect(host: entry.address, port: entry.port,
                                                   timeout: options.connectTimeout, limits: options.limits)
-            let w = try Handshake.client(conn, secret: options.secret, fingerprint: options.fingerprint,
+            let w: Welcome
+            do {
+                w = try Handshake.client(conn, secret: options.secret, fingerprint: options.fingerprint,
                                          peerName: options.name, timeout: options.connectTimeout)
+            } catch {
+                conn.close()
+                throw error
+            }
             let loaded = Set(w.experts.map(Int.init))
             let missing = entry.experts.filter { !loaded.contains($0) }
             guard missing.isEmpty else {
                 conn.close()
-                throw ClusterError.disagreement("worker \(entry.name) (\(hosts.path):\(entry.line)) is listed with experts \(formatExpertList(entry.experts)) but loads \(formatExpertList(Array(loaded)))")
+                throw ConnectFailure(error: .disagreement("worker \(entry.name) (\(hosts.path):\(entry.line)) is listed with experts \(formatExpertList(entry.experts)) but loads \(formatExpertList(Array(loaded)))"), unreachable: false)
             }
             return (conn, w)
-        } catch let e as ClusterError {
-            throw e
+        } catch let f as ConnectFailure {
+            throw f
         } catch {
-            throw ClusterError.connectFailed(worker: entry.name, endpoint: entry.endpoint, reason: "\(error)")
+            let wrong: Bool
+            switch error as? WireError {
+            case .authFailed?, .fingerprintMismatch?, .unsupportedVersion?: wrong = true
+            case let .peer(code, _)?:
+                wrong = [WireErrorCode.authFailed, .fingerprintMismatch, .unsupportedVersion].map(\.rawValue).contains(code)
+            default: wrong = false
+            }
+            throw ConnectFailure(error: .connectFailed(worker: entry.name, endpoint: entry.endpoint, reason: "\(error)"),
+                                 unreachable: !wrong)
         }
     }
 
     deinit { close() }
 
     public func close() {
-        for r in remotes { r.conn.close(); r.stopThread() }
+        closedFlag.set()
+        for r in remotes {
+            r.conn?.close()
+            // A reconnect still running closes its own connection when it sees the flag; its thread then ends.
+            r.stopThread()
+        }
     }
 
-    /// Worker names and what they reported in WELCOME.
+    /// Worker names and what they reported in WELCOME (`.unbound` for a worker never reached).
     public var workers: [(name: String, endpoint: String, numa: NUMAReport, alive: Bool)] {
-        remotes.map { ($0.entry.name, $0.entry.endpoint, $0.welcome.numa, $0.alive) }
+        remotes.map { ($0.entry.name, $0.entry.endpoint, $0.welcome?.numa ?? .unbound, $0.alive) }
     }
 
-    /// Workers currently marked dead, why, and when (seconds from now) the next reconnect attempt is due.
+    /// Workers currently marked dead, why, and when (seconds from now) the next reconnect attempt is due
+    /// (0 while one is running).
     public var deadWorkers: [(name: String, endpoint: String, reason: String, retryIn: Double)] {
         let now = monotonicNanos()
         return remotes.filter { !$0.alive }.map {
@@ -206,25 +235,37 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
 
     /// Marks `r` dead after `error` and schedules its next reconnect attempt.
     func markDead(_ r: Remote, _ error: Error) {
-        r.alive = false
         r.failure = "\(error)"
-        r.conn.close()
+        r.conn?.close()
+        r.conn = nil
         r.backoff = r.backoff == 0 ? options.reconnectBackoff : min(2 * r.backoff, options.maxReconnectBackoff)
         r.retryAt = monotonicNanos() &+ UInt64(max(0, r.backoff) * 1e9)
     }
 
-    /// Tries to reconnect every dead worker whose back-off has passed.
-    func reviveDueWorkers() {
+    /// Collects finished reconnects and starts one for every dead worker whose back-off has passed. Never blocks:
+    /// the handshake runs on the worker's own thread.
+    func pollReconnects() {
         let now = monotonicNanos()
-        for r in remotes where !r.alive && now >= r.retryAt {
-            do {
-                let (conn, w) = try Self.connect(r.entry, hosts: hosts, options: options)
-                r.conn = conn
-                r.welcome = w
-                r.alive = true
-                timing.reconnects += 1
-            } catch {
-                markDead(r, error)
+        for r in remotes where !r.alive {
+            if r.reconnecting {
+                guard r.tryWait() else { continue }
+                r.reconnecting = false
+                switch r.reconnectResult {
+                case let .success((conn, welcome))?:
+                    r.conn = conn; r.welcome = welcome; r.failure = ""
+                    timing.reconnects += 1
+                case let .failure(error)?: markDead(r, error)
+                case nil: break
+                }
+                r.reconnectResult = nil
+            } else if now >= r.retryAt {
+                r.reconnecting = true
+                let (hosts, options, closed) = (self.hosts, self.options, closedFlag)
+                r.start {
+                    let result = Result { try Self.connect(r.entry, hosts: hosts, options: options) }
+                    if closed.isSet, case let .success((conn, _)) = result { conn.close() }
+                    r.reconnectResult = result
+                }
             }
         }
     }
@@ -243,52 +284,77 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
         resetTiming()
     }
 
+    /// The deadline (s) of `r`'s request this round: short when every piece's expert has another live owner.
+    func deadline(for r: Remote) -> Double {
+        for p in r.pieces where !owners[p.expert].contains(where: { $0 != r.index && remotes[$0].alive }) {
+            return options.requestTimeout
+        }
+        let usual = options.failoverRoundTrips * r.recentRoundTripNanos * 1e-9
+        return min(options.requestTimeout, max(options.failoverTimeout, usual))
+    }
+
     public func execute(_ s: ExpertShards) throws {
         let t0 = monotonicNanos()
-        if remotes.contains(where: { !$0.alive }) { reviveDueWorkers() }
-        var pending = (0..<s.expertCount).filter { s.rowCount(expert: $0) > 0 }
+        if remotes.contains(where: { !$0.alive }) { pollReconnects() }
+        pending.removeAll(keepingCapacity: true)
+        for e in 0..<s.expertCount where s.rowCount(expert: e) > 0 {
+            pending.append(RowPiece(expert: e, lo: s.offsets[e], count: s.rowCount(expert: e)))
+        }
         var criticalRemote: Remote?
         var criticalEnd: UInt64 = 0
         var attempts = 0
         while !pending.isEmpty {
             attempts += 1
-            // Assign each pending expert to its least-loaded live owner (rows assigned this round).
-            for r in remotes { r.experts.removeAll(keepingCapacity: true) }
-            var load = [Int](repeating: 0, count: remotes.count)
-            for e in pending {
-                let live = owners[e].filter { remotes[$0].alive }
-                guard let pick = live.min(by: { (load[$0], $0) < (load[$1], $1) }) else {
-                    let dead = owners[e].map { remotes[$0] }.first
-                    throw ClusterError.workerFailed(worker: dead?.entry.name ?? "?", endpoint: dead?.entry.endpoint ?? "?",
-                                                    reason: dead?.failure ?? "no worker hosts it",
-                                                    experts: pending.filter { e2 in !owners[e2].contains { remotes[$0].alive } })
-                }
-                remotes[pick].experts.append(e)
-                load[pick] += s.rowCount(expert: e)
+            for r in remotes { aliveFlags[r.index] = r.alive }
+            let ownerless = splitter.split(pending, alive: aliveFlags, into: &assigned)
+            if let e = ownerless.first {
+                let dead = remotes[owners[e][0]]
+                throw ClusterError.workerFailed(worker: dead.entry.name, endpoint: dead.entry.endpoint,
+                                                reason: dead.failure.isEmpty ? "no live worker hosts it" : dead.failure,
+                                                experts: ownerless)
             }
-            let busy = remotes.filter { !$0.experts.isEmpty }
-            for r in busy {
+            if attempts == 1 {
+                // Experts whose rows went to two or more workers.
+                for e in 0..<s.expertCount {
+                    var holders = 0
+                    for w in 0..<remotes.count where assigned[w].contains(where: { $0.expert == e }) { holders += 1 }
+                    if holders > 1 { timing.splitExperts += 1 }
+                }
+            }
+            for r in remotes {
+                swap(&r.pieces, &assigned[r.index])
+                if r.pieces.isEmpty { continue }
+                r.deadline = deadline(for: r)
                 r.start { [unowned self] in
-                    do { try self.run(r, s) } catch { r.error = error }
+                    do { try self.run(r, s) } catch { r.error = error; r.failedAt = monotonicNanos() }
                 }
             }
-            for r in busy { r.wait() }
-            pending = []
-            for r in busy {
+            for r in remotes where !r.pieces.isEmpty { r.wait() }
+            pending.removeAll(keepingCapacity: true)
+            for r in remotes where !r.pieces.isEmpty {
                 if let e = r.error {
+                    let rows = r.pieces.reduce(0) { $0 + $1.count }
+                    if timing.failovers.count < ClusterTiming.maxFailoversKept {
+                        let after = r.sentAt > 0 && r.failedAt > r.sentAt ? Double(r.failedAt - r.sentAt) * 1e-9 : 0
+                        timing.failovers.append(Failover(worker: r.entry.name, endpoint: r.entry.endpoint, layer: s.layer,
+                                                         rows: rows, after: after, reason: "\(e)"))
+                    }
                     markDead(r, e)
-                    pending += r.experts
+                    pending += r.pieces
                     r.error = nil
                     timing.retries += 1
                 } else {
                     r.backoff = 0
                     timing.bytesSent &+= UInt64(r.sentBytes)
                     timing.bytesReceived &+= UInt64(r.receivedBytes)
+                    let rt = Double(r.roundTripNanos)
+                    r.recentRoundTripNanos = r.recentRoundTripNanos == 0 ? rt : r.recentRoundTripNanos + 0.25 * (rt - r.recentRoundTripNanos)
                     let end = r.codecNanos + r.roundTripNanos
                     if end >= criticalEnd { criticalEnd = end; criticalRemote = r }
                 }
+                r.pieces.removeAll(keepingCapacity: true)
             }
-            pending.sort()
+            pending.sort { $0.lo < $1.lo }
             if attempts > remotes.count + 1 { throw ClusterError.disagreement("expert dispatch did not converge") }
         }
         let wall = monotonicNanos() - t0
@@ -307,43 +373,59 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
         }
     }
 
-    /// One worker's share of a layer: gather, encode, send, receive, decode, scatter.
+    /// One worker's share of a layer: gather (unless its pieces are one contiguous block), encode, send, receive,
+    /// decode, scatter (unless contiguous: then decoded straight into `s.output`).
     func run(_ r: Remote, _ s: ExpertShards) throws {
+        guard let conn = r.conn else { throw ClusterError.disagreement("worker \(r.entry.name) has no connection") }
         let d = s.dim
         let tc0 = monotonicNanos()
+        r.sentAt = 0
         r.groups.removeAll(keepingCapacity: true)
         var rows = 0
-        for e in r.experts { let n = s.rowCount(expert: e); r.groups.append(ExpertGroup(expert: UInt32(e), rows: UInt32(n))); rows += n }
-        if r.input.count < rows * d { r.input = [Float](repeating: 0, count: rows * d); r.output = r.input }
-        if r.gate.count < rows { r.gate = [Float](repeating: 0, count: rows) }
-        var at = 0
-        r.input.withUnsafeMutableBufferPointer { inp in
-            r.gate.withUnsafeMutableBufferPointer { g in
-                for e in r.experts {
-                    let lo = s.offsets[e], n = s.rowCount(expert: e)
-                    (inp.baseAddress! + at * d).update(from: s.input + lo * d, count: n * d)
-                    (g.baseAddress! + at).update(from: s.gateWeights + lo, count: n)
-                    at += n
+        var contiguous = true
+        for p in r.pieces {
+            if p.lo != r.pieces[0].lo + rows { contiguous = false }
+            r.groups.append(ExpertGroup(expert: UInt32(p.expert), rows: UInt32(p.count)))
+            rows += p.count
+        }
+        let first = r.pieces[0].lo
+        if !contiguous {
+            if r.input.count < rows * d { r.input = [Float](repeating: 0, count: rows * d); r.output = r.input }
+            if r.gate.count < rows { r.gate = [Float](repeating: 0, count: rows) }
+            var at = 0
+            r.input.withUnsafeMutableBufferPointer { inp in
+                r.gate.withUnsafeMutableBufferPointer { g in
+                    for p in r.pieces {
+                        (inp.baseAddress! + at * d).update(from: s.input + p.lo * d, count: p.count * d)
+                        (g.baseAddress! + at).update(from: s.gateWeights + p.lo, count: p.count)
+                        at += p.count
+                    }
                 }
             }
         }
         let requestID = r.nextRequest
         r.nextRequest += 1
         let codecOptions = options.codec
-        try r.input.withUnsafeBufferPointer { inp in
-            try r.gate.withUnsafeBufferPointer { g in
-                try Frame.encode(into: r.conn.sendBuffer, type: .expert, requestID: requestID,
-                                 checksum: r.conn.payloadChecksums) { b in
-                    try ExpertMessage.encodeRequest(into: b, layer: s.layer, dim: d, groups: r.groups,
-                                                    activations: inp.baseAddress!, gate: g.baseAddress!,
-                                                    codec: r.codec, options: codecOptions)
-                }
+        func encode(_ inp: UnsafePointer<Float>, _ g: UnsafePointer<Float>) throws {
+            try Frame.encode(into: conn.sendBuffer, type: .expert, requestID: requestID, checksum: conn.payloadChecksums) { b in
+                try ExpertMessage.encodeRequest(into: b, layer: s.layer, dim: d, groups: r.groups, activations: inp,
+                                                gate: g, codec: r.codec, options: codecOptions)
+            }
+        }
+        if contiguous {
+            try encode(s.input + first * d, s.gateWeights + first)
+        } else {
+            try r.input.withUnsafeBufferPointer { inp in
+                try r.gate.withUnsafeBufferPointer { g in try encode(inp.baseAddress!, g.baseAddress!) }
             }
         }
         let tc1 = monotonicNanos()
-        let sentBytes = r.conn.sendBuffer.count
-        try r.conn.sendBuffered(timeout: options.requestTimeout)
-        let frame = try r.conn.receive(timeout: options.requestTimeout)
+        r.sentAt = tc1
+        let sentBytes = conn.sendBuffer.count
+        try conn.sendBuffered(timeout: r.deadline)
+        let left = r.deadline - Double(monotonicNanos() - tc1) * 1e-9
+        guard left > 0 else { throw WireError.timeout("no EXPERT_RESULT from \(r.entry.name) within \(r.deadline) s") }
+        let frame = try conn.receive(timeout: left)
         let tr = monotonicNanos()
         try frame.throwIfError()
         guard frame.header.type == .expertResult else {
@@ -352,17 +434,20 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
         guard frame.header.requestID == requestID else {
             throw WireError.malformed(field: "requestID", reason: "\(frame.header.requestID), expected \(requestID)")
         }
-        let result = try ExpertMessage.decodeResult(frame.payload, groups: &r.resultGroups, limits: r.conn.limits)
+        let result = try ExpertMessage.decodeResult(frame.payload, groups: &r.resultGroups, limits: conn.limits)
         guard result.layer == s.layer, result.dim == d, r.resultGroups == r.groups else {
             throw WireError.malformed(field: "expertResult.groups", reason: "the result does not match the request")
         }
-        try r.output.withUnsafeMutableBufferPointer { out in
-            try r.codec.decode(result.output, into: out.baseAddress!)
-            at = 0
-            for e in r.experts {
-                let lo = s.offsets[e], n = s.rowCount(expert: e)
-                (s.output + lo * d).update(from: out.baseAddress! + at * d, count: n * d)
-                at += n
+        if contiguous {
+            try r.codec.decode(result.output, into: s.output + first * d)
+        } else {
+            try r.output.withUnsafeMutableBufferPointer { out in
+                try r.codec.decode(result.output, into: out.baseAddress!)
+                var at = 0
+                for p in r.pieces {
+                    (s.output + p.lo * d).update(from: out.baseAddress! + at * d, count: p.count * d)
+                    at += p.count
+                }
             }
         }
         let tc2 = monotonicNanos()
@@ -382,9 +467,9 @@ public final class ClusterExpertExecutor: PhaseReportingExecutor {
 
     /// STATS from every live worker.
     public func stats(timeout: Double = 5) throws -> [StatsReply] {
-        try remotes.filter(\.alive).map { r in
-            try r.conn.send(StatsRequest(), requestID: 0, timeout: timeout)
-            return try r.conn.receive(timeout: timeout).decode(StatsReply.self)
+        try remotes.compactMap(\.conn).map { conn in
+            try conn.send(StatsRequest(), requestID: 0, timeout: timeout)
+            return try conn.receive(timeout: timeout).decode(StatsReply.self)
         }
     }
 }

@@ -24,7 +24,7 @@ public enum ClusterRuntime {
         let secret = try WireSecret(contentsOf: secretPath ?? defaultSecretPath(forHosts: hostsPath))
         return try ClusterExpertExecutor(hosts: hosts, expertCount: weights.config.numExperts,
                                          options: ClusterOptions(secret: secret,
-                                                                 fingerprint: ModelFingerprint(hashing: weights.fingerprint),
+                                                                 fingerprint: ModelFingerprint(serving: weights),
                                                                  codec: codec, requestTimeout: requestTimeout))
     }
 

@@ -102,7 +102,7 @@ public final class ExpertWorker: @unchecked Sendable {
         self.weights = weights
         self.experts = experts.sorted()
         self.options = options
-        fingerprint = ModelFingerprint(hashing: weights.fingerprint)
+        fingerprint = ModelFingerprint(serving: weights)
         let c = weights.config
         modules = (0..<c.depth).map { l in
             Dictionary(uniqueKeysWithValues: experts.map { e in
@@ -384,6 +384,8 @@ final class WorkerSession {
     let hidden: UnsafeMutablePointer<Float>
     let widen: UnsafeMutablePointer<Float>?
     let dim: Int
+    /// Every hosted expert's GEMMs take BF16 inputs (see `directBF16`).
+    let takesBF16: Bool
 
     init(worker: ExpertWorker) {
         self.worker = worker
@@ -393,6 +395,7 @@ final class WorkerSession {
         let w = worker.experts.first.flatMap { worker.module(layer: 0, expert: $0)?.widenScratchCount } ?? 0
         widen = w > 0 ? .allocate(capacity: w) : nil
         input = .allocate(capacity: 1); gate = .allocate(capacity: 1); output = .allocate(capacity: 1)
+        takesBF16 = worker.experts.allSatisfy { e in (0..<c.depth).allSatisfy { worker.module(layer: $0, expert: e)?.takesBF16 == true } }
     }
     deinit {
         hidden.deallocate(); widen?.deallocate(); input.deallocate(); gate.deallocate(); output.deallocate()
@@ -405,6 +408,13 @@ final class WorkerSession {
         input = .allocate(capacity: capacityRows * dim)
         gate = .allocate(capacity: capacityRows)
         output = .allocate(capacity: capacityRows * dim)
+    }
+
+    /// The stored values of a raw BF16 shard when this worker's experts compute in BF16, else nil.
+    func directBF16(_ shard: ShardView) -> UnsafePointer<UInt16>? {
+        guard shard.dtype == .bf16, !shard.shuffle, !shard.compressed, takesBF16,
+              let base = shard.stored.baseAddress, Int(bitPattern: base) % 2 == 0 else { return nil }
+        return base.assumingMemoryBound(to: UInt16.self)
     }
 
     func serveExpert(_ frame: ReceivedFrame, on conn: WireConnection) throws {
@@ -420,15 +430,22 @@ final class WorkerSession {
             throw ClusterError.expertNotHosted(worker: worker.options.name, expert: Int(g.expert))
         }
         ensure(rows: req.totalRows)
-        try codec.decode(req.activations, into: input)
+        // Raw BF16 activations go to BF16 GEMMs as they are (decoding would widen them to FP32 only for the GEMM
+        // to round them back to the same values).
+        let bf16 = directBF16(req.activations)
+        if bf16 == nil { try codec.decode(req.activations, into: input) }
         try codec.decode(req.gate, into: gate)
         let t1 = monotonicNanos()
         var row = 0
         for g in groups {
             let n = Int(g.rows)
             let ts = monotonicNanos()
-            worker.module(layer: req.layer, expert: Int(g.expert))!
-                .apply(input + row * dim, rows: n, into: output + row * dim, accumulate: false, hidden: hidden, widen: widen)
+            let m = worker.module(layer: req.layer, expert: Int(g.expert))!
+            if let bf16 {
+                m.apply(bf16: bf16 + row * dim, rows: n, into: output + row * dim, accumulate: false, hidden: hidden)
+            } else {
+                m.apply(input + row * dim, rows: n, into: output + row * dim, accumulate: false, hidden: hidden, widen: widen)
+            }
             for r in row..<(row + n) {
                 let gw = gate[r], o = output + r * dim
                 for i in 0..<dim { o[i] *= gw }

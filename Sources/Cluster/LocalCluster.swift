@@ -1,5 +1,6 @@
 import DiT
 import Foundation
+import Tensor
 import Wire
 
 /// Starting and stopping the workers of a hosts file that live on this machine — what `moebench cluster up|down`
@@ -23,11 +24,12 @@ public struct LocalCluster {
     /// file). Returns the workers it started. Remote entries are reported through `log` with the command to run there.
     @discardableResult
     public func up(configArgument: String, config: DiTConfig, weights: String?, seed: UInt64, timeout: Double = 120,
-                   workerArguments: [String] = [], log: (String) -> Void) throws -> [(HostEntry, Int32)] {
+                   precision: ComputePrecision = .fp32, workerArguments: [String] = [],
+                   log: (String) -> Void) throws -> [(HostEntry, Int32)] {
         try hosts.validate(expertCount: config.numExperts)
         let secret = try ClusterRuntime.loadOrCreateSecret(path: secretPath)
-        let expected = ModelFingerprint(hashing: try DiTWeights.fingerprint(
-            config: config, source: weights.map { .safetensors(path: $0) } ?? .random(seed: seed)))
+        let expected = ModelFingerprint(serving: try DiTWeights.fingerprint(
+            config: config, source: weights.map { .safetensors(path: $0) } ?? .random(seed: seed)), precision: precision)
         let launcher = LocalLauncher(hostsPath: hostsPath, executable: executable)
         var started: [(HostEntry, Int32)] = []
         for e in hosts.entries {

@@ -42,6 +42,32 @@ public struct SwiGLUExpert: @unchecked Sendable {
             }
             return
         }
+        applyWidened(x, rows: rows, into: out, accumulate: accumulate, hidden: hidden, widen: widen)
+    }
+
+    /// Whether `apply(bf16:)` can be used: both matrices packed as BF16.
+    public var takesBF16: Bool { gateUp.bf16Packed && down.bf16Packed }
+
+    /// `apply` on activations given as BF16 bits `[rows, D]` (when `takesBF16`): the fused gate+up GEMM reads them
+    /// as they are, where `apply` would round FP32 activations to these same BF16 values first.
+    public func apply(bf16 x: UnsafePointer<UInt16>, rows: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool,
+                      hidden: UnsafeMutablePointer<Float>) {
+        precondition(takesBF16, "SwiGLUExpert.apply(bf16:): the weights are not packed as BF16")
+        let d = dim, h = width
+        var start = 0
+        while start < rows {
+            let n = min(Self.maxChunkRows, rows - start)
+            linear(bf16: x + start * d, rows: n, weight: gateUp, into: hidden)
+            swigluInPlace(hidden, rows: n, width: h)
+            linear(hidden, rows: n, weight: down, bias: nil, into: out + start * d, scratch: nil, ldx: 2 * h,
+                   accumulate: accumulate)
+            start += n
+        }
+    }
+
+    private func applyWidened(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool,
+                              hidden: UnsafeMutablePointer<Float>, widen: UnsafeMutablePointer<Float>?) {
+        let d = dim, h = width
         let gu = gateUp.float32(scratch: widen)
         let dw = down.float32(scratch: gateUp.dtype == .f32 ? widen : widen.map { $0 + gateUp.count })
         var start = 0

@@ -1,6 +1,7 @@
-// Which worker hosts which experts (the `hosts` file's expert ranges, spec issue 4), and the load each worker and
-// NUMA node carries under it. An expert listed on r workers (replicas) has its load split evenly, load/r each:
-// the coordinator spreads an expert's tokens over its replicas.
+// Which worker hosts which experts (the `hosts` file's expert ranges), and the load each worker and NUMA node
+// carries under it. An expert listed on r workers (replicas) has its load split evenly, load/r each: the
+// coordinator cuts an expert's rows between its replicas per layer (Cluster's RowSplitter; exactly even under full
+// replication, balancing the workers rather than each expert otherwise).
 import Foundation
 
 public enum PlacementError: Error, Equatable, CustomStringConvertible {

@@ -175,6 +175,22 @@ public enum DNNL {
     }
 }
 
+extension DNNL {
+    /// `y[rows, N] (+)= x[rows, K] · Wᵀ` with `x` already BF16 (dense, leading dimension K) and `W` packed BF16:
+    /// the same GEMM as `linear` on the FP32 values `x` widens to, without the rounding pass.
+    @usableFromInline
+    static func linear(bf16 x: UnsafePointer<UInt16>, rows: Int, weight w: PackedWeight, into y: UnsafeMutablePointer<Float>,
+                       accumulate: Bool) {
+        precondition(w.dtype == dnnl_bf16, "linear(bf16:): the weight is not packed as BF16")
+        let ctx = ThreadContext.current
+        let key = MatmulKey(m: rows, n: w.rows, k: w.cols, lda: w.cols, ldb: 0, ldc: w.rows, transA: false, transB: true,
+                            alpha: 1, accumulate: accumulate, srcType: w.dtype.rawValue, packedWeights: true,
+                            ompThreads: ctx.ompThreads)
+        let e = ctx.entry(key, packedLayoutOf: w)
+        e.run(src: UnsafeRawPointer(x), weights: nil, packed: w.memory, dst: y, scratch: ctx)
+    }
+}
+
 /// FP32 → BF16, round to nearest even (NaN stays NaN): `rows × cols` values read with leading dimension `ld`,
 /// written contiguously.
 @inlinable

@@ -79,6 +79,21 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, weight w: WeightMatrix,
            into: y, ldx: ldx, ldy: ldy, accumulate: accumulate)
 }
 
+/// `y[rows, out] (+)= x · wᵀ` for `x` given as BF16 bits `[rows, in]` (dense) and `w` packed as BF16 (see
+/// `bf16Packed`): equal to `linear` on the widened `x`, which would round it back to the same BF16 values.
+@inlinable
+public func linear(bf16 x: UnsafePointer<UInt16>, rows: Int, weight w: WeightMatrix, into y: UnsafeMutablePointer<Float>,
+                   accumulate: Bool = false) {
+    if rows == 0 { return }
+    DNNL.linear(bf16: x, rows: rows, weight: w.packed!, into: y, accumulate: accumulate)
+}
+
+extension WeightMatrix {
+    /// Whether GEMMs with this weight take BF16 inputs (packed for oneDNN as BF16), so BF16 activations can be
+    /// given to `linear(bf16:)` as they are.
+    public var bf16Packed: Bool { packed?.precision == .bf16 }
+}
+
 /// `linear` on a stored weight with its rows split over the workers (see `parallelLinear` on pointers). A packed
 /// weight is always split by rows (its blocked layout cannot be cut into column blocks); a weight that is not is
 /// widened once into `scratch` (F16/BF16) and split as the pointer version does.

@@ -187,19 +187,21 @@ public final class ShardCodec {
         case .bf16:
             FloatCast.toBF16(src, scratchA.assumingMemoryBound(to: UInt16.self), count: count); stage = UnsafeRawPointer(scratchA)
         }
-        // Stage 2: shuffle into whichever scratch the cast did not use.
-        if options.shuffle {
-            let dst = stage == UnsafeRawPointer(scratchA) ? scratchB : scratchA
-            ByteShuffle.shuffle(stage, dst, count: count, elementSize: size)
-            stage = UnsafeRawPointer(dst)
-        }
-        // Stage 3: LZ4 straight into the frame buffer, or raw.
+        // Stage 3's decision comes first: the shuffle only helps LZ4, so `auto` skips it when it sends raw.
         let tryLZ4: Bool
         switch options.compression {
         case .none: tryLZ4 = false
         case .lz4: tryLZ4 = true
         case .auto: tryLZ4 = auto.shouldTry()
         }
+        let shuffle = options.shuffle && (tryLZ4 || options.compression != .auto)
+        // Stage 2: shuffle into whichever scratch the cast did not use.
+        if shuffle {
+            let dst = stage == UnsafeRawPointer(scratchA) ? scratchB : scratchA
+            ByteShuffle.shuffle(stage, dst, count: count, elementSize: size)
+            stage = UnsafeRawPointer(dst)
+        }
+        // Stage 3: LZ4 straight into the frame buffer, or raw.
         let headerAt = buffer.count
         buffer.reserve(ShardView.headerSize + (tryLZ4 ? Int(LZ4_compressBound(Int32(rawBytes))) : rawBytes))
         _ = buffer.claim(ShardView.headerSize)
@@ -224,7 +226,7 @@ public final class ShardCodec {
         buffer.count += storedBytes
         let h = buffer.base + headerAt
         h.storeBytes(of: options.dtype.rawValue, as: UInt8.self)
-        (h + 1).storeBytes(of: UInt8(options.shuffle ? 1 : 0), as: UInt8.self)
+        (h + 1).storeBytes(of: UInt8(shuffle ? 1 : 0), as: UInt8.self)
         (h + 2).storeBytes(of: UInt8(compressed ? 1 : 0), as: UInt8.self)
         (h + 3).storeBytes(of: UInt8(0), as: UInt8.self)
         (h + 4).storeBytes(of: UInt32(count).littleEndian, as: UInt32.self)

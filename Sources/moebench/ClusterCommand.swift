@@ -56,11 +56,11 @@ struct ClusterCommand: ParsableCommand {
 
         func run() throws {
             let cfg = try model.resolveConfig()
-            _ = try model.applyCompute()
+            let precision = try model.applyCompute()
             do {
                 let cluster = try LocalCluster(hostsPath: common.hosts, secretPath: common.secretPath)
                 try cluster.up(configArgument: model.config, config: cfg, weights: model.weights, seed: model.seed, timeout: timeout,
-                               workerArguments: model.computeArguments) { print($0) }
+                               precision: precision, workerArguments: model.computeArguments) { print($0) }
             } catch let e as HostsFileError { throw RuntimeError(e.description) }
             catch let e as ClusterError { throw RuntimeError("\(e)") }
         }

@@ -102,7 +102,7 @@ struct Suite: ParsableCommand {
         let workerArguments = ["--gemm", GEMMBackend.current.rawValue, "--precision", compute.rawValue]
         runner.openCluster = { settings, config, source in
             try LocalClusterSession(settings: settings, config: config, source: source, progress: progress,
-                                    workerArguments: workerArguments)
+                                    precision: compute, workerArguments: workerArguments)
         }
         let dir = try runner.run()
         let doc = try ResultsStore.loadDocument(directory: dir)

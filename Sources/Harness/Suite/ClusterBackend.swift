@@ -4,6 +4,7 @@ import Cluster
 import DiT
 import Foundation
 import Metrics
+import Tensor
 import Wire
 
 enum HostsPlacement {
@@ -44,7 +45,7 @@ public final class LocalClusterSession: ClusterSession {
     /// stops them at `shutdown`; `launch = "external"` only connects to workers someone else started.
     /// `workerArguments` are appended to each launched worker's command line (e.g. `--gemm`, `--precision`).
     public init(settings: ClusterSettings, config: DiTConfig, source: WeightSource, progress: Progress,
-                workerArguments: [String] = []) throws {
+                precision: ComputePrecision = .fp32, workerArguments: [String] = []) throws {
         cluster = try LocalCluster(hostsPath: settings.hosts, secretPath: settings.secretFile)
         self.progress = progress
         placement = try HostsPlacement.placement(cluster.hosts, experts: config.numExperts)
@@ -60,7 +61,7 @@ public final class LocalClusterSession: ClusterSession {
             case let .random(s): seed = s
             }
             launched = try cluster.up(configArgument: configPath, config: config, weights: weights, seed: seed,
-                                      workerArguments: workerArguments) {
+                                      precision: precision, workerArguments: workerArguments) {
                 progress.say("cluster: " + $0)
             }.map(\.0)
         } else {
