@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "VisionTests", dependencies: ["Vision", "DiT", "Tensor"], resources: [.copy("Fixtures")]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DiT", "Wire"]),
-        .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DiT", "Tensor", "Diffusion", "Metrics"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics", "Diffusion"], resources: [.copy("Fixtures")]),
     ],

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Metrics
+import Tensor
 
 /// Quantiles, spread and bootstrap intervals against numpy (tools/stats_fixture.py) and closed forms.
 final class StatisticsTests: XCTestCase {
@@ -113,7 +114,7 @@ final class FrechetBootstrapTests: XCTestCase {
             x.append(Float(Double(s >> 11) / Double(1 << 53)) * 2 - 1)
         }
         let ref = GaussianMoments(samples: x, dimension: 3)
-        var g1 = SeededTestGenerator(seed: 5), g2 = SeededTestGenerator(seed: 5)
+        var g1 = SplitMix64(seed: 5), g2 = SplitMix64(seed: 5)
         let e = try FrechetBootstrap.estimate(x, dimension: 3, reference: ref, resamples: 100, using: &g1)
         XCTAssertEqual(e.value, 0, accuracy: 1e-9)
         XCTAssertGreaterThan(e.percentileLower, 0)
@@ -124,15 +125,3 @@ final class FrechetBootstrapTests: XCTestCase {
     }
 }
 
-/// A seeded generator for the test (SplitMix64 steps).
-struct SeededTestGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DiT
 import Foundation
+import Tensor
 import Wire
 
 /// Hammers a running worker with valid requests, malformed frames and connection churn, sampling its RSS.
@@ -58,7 +59,7 @@ struct SoakBench: ParsableCommand {
         var threads: [Thread] = []
         for i in 0..<clients {
             let t = Thread { [self] in
-                var rng = SplitMix(seed: UInt64(1000 + i))
+                var rng = SplitMix64(seed: UInt64(1000 + i))
                 while monotonicNanos() < end {
                     do { try validSession(secret: secret, fingerprint: fp, dim: dim, experts: experts, end: end, rng: &rng, counters: counters) } catch {
                         counters.fail("valid session: \(error)")
@@ -70,7 +71,7 @@ struct SoakBench: ParsableCommand {
         }
         for i in 0..<attackers {
             let t = Thread { [self] in
-                var rng = SplitMix(seed: UInt64(2000 + i))
+                var rng = SplitMix64(seed: UInt64(2000 + i))
                 while monotonicNanos() < end {
                     attack(secret: secret, fingerprint: fp, dim: dim, experts: experts, rng: &rng, counters: counters)
                 }
@@ -133,7 +134,7 @@ struct SoakBench: ParsableCommand {
     /// One authenticated connection: 50–400 requests (EXPERT with 1–3 hosted experts, PING, sometimes STATS),
     /// each answer checked, then a close (sometimes in the middle of a frame).
     func validSession(secret: WireSecret, fingerprint: ModelFingerprint, dim: Int, experts: [UInt32], end: UInt64,
-                      rng: inout SplitMix, counters: Counters) throws {
+                      rng: inout SplitMix64, counters: Counters) throws {
         let c = try WireConnection.connect(host: host, port: port)
         _ = try Handshake.client(c, secret: secret, fingerprint: fingerprint, peerName: "soak")
         counters.add(connections: 1)
@@ -195,7 +196,7 @@ struct SoakBench: ParsableCommand {
     }
 
     /// One malformed exchange on a fresh connection; the worker must answer ERROR or close, within 30 s.
-    func attack(secret: WireSecret, fingerprint: ModelFingerprint, dim: Int, experts: [UInt32], rng: inout SplitMix,
+    func attack(secret: WireSecret, fingerprint: ModelFingerprint, dim: Int, experts: [UInt32], rng: inout SplitMix64,
                 counters: Counters) {
         guard let c = try? WireConnection.connect(host: host, port: port) else {
             counters.fail("connect failed"); Thread.sleep(forTimeInterval: 0.1); return
@@ -284,15 +285,3 @@ struct SoakBench: ParsableCommand {
     }
 }
 
-/// SplitMix64, for reproducible traffic.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
