@@ -99,11 +99,7 @@ struct Suite: ParsableCommand {
                 throw RuntimeError("--peak-from: \(e.description)")
             }
         }
-        let workerArguments = ["--gemm", GEMMBackend.current.rawValue, "--precision", compute.rawValue]
-        runner.openCluster = { settings, config, source in
-            try LocalClusterSession(settings: settings, config: config, source: source, progress: progress,
-                                    precision: compute, workerArguments: workerArguments)
-        }
+        runner.workerArguments = ["--gemm", GEMMBackend.current.rawValue, "--precision", compute.rawValue]
         let dir = try runner.run()
         let doc = try ResultsStore.loadDocument(directory: dir)
         let chosen: SummaryTable.Format = json ? .json : SummaryTable.Format(rawValue: format.rawValue) ?? .text

@@ -33,7 +33,9 @@ extension CodecSettings {
     }
 }
 
-public final class LocalClusterSession: ClusterSession {
+/// The workers of a profile's `[cluster]` for one model: started (or connected to), their placement, executors
+/// for the model's routed experts, and shutdown.
+public final class LocalClusterSession {
     let cluster: LocalCluster
     /// Workers this session launched (and so stops); workers that were already running are left alone.
     let launched: [HostEntry]

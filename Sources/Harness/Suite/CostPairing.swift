@@ -120,10 +120,10 @@ extension SuiteRunner {
                     try measureAll(model, .inProcess, codec: nil)
                 case .cluster:
                     guard config.isMoE else { continue }
-                    guard let settings = profile.cluster, let open = openCluster else { throw SuiteError.noCluster }
+                    guard let settings = profile.cluster else { throw SuiteError.noCluster }
                     // One session per model: the workers load exactly this model's experts.
                     progress.say("cost: starting the cluster from \(settings.hosts) for \(config.name)")
-                    let session = try open(settings, config, source)
+                    let session = try openCluster(settings, config, source)
                     defer { session.shutdown() }
                     if !notes.contains(where: { $0.hasPrefix("Cluster:") }) { notes.append("Cluster: \(session.summary).") }
                     for codec in codecs {

@@ -7,23 +7,12 @@ import Metrics
 import Training
 import Tensor
 
-/// Routed experts on a cluster: what the suite needs from the Cluster module (implemented in ClusterBackend.swift).
-public protocol ClusterSession: AnyObject {
-    /// An executor for `weights`' routed experts on the cluster's workers.
-    func executor(for weights: DiTWeights, codec: CodecSettings) throws -> ExpertExecutor
-    /// Where each expert lives (for per-worker and per-NUMA-node load).
-    var placement: ExpertPlacement { get }
-    /// One line describing the cluster (workers, nodes) for the report.
-    var summary: String { get }
-    func shutdown()
-}
-
 public final class SuiteRunner {
     public let profile: Profile
     public let progress: Progress
     public let resultsRoot: URL
-    /// Starts or connects to the cluster of `[cluster]`; nil when the build has no cluster support.
-    public var openCluster: ((ClusterSettings, DiTConfig, WeightSource) throws -> ClusterSession)?
+    /// Appended to the command line of every worker the suite starts (e.g. `--gemm`, `--precision`).
+    public var workerArguments: [String] = []
     public private(set) var store: ResultsStore?
 
     /// Arithmetic of the models' large GEMMs (set `GEMMBackend.current` before `run`).
@@ -95,6 +84,12 @@ public final class SuiteRunner {
         return store.directory
     }
 
+    /// Starts (or, with `launch = "external"`, connects to) the workers of `[cluster]` for one model.
+    func openCluster(_ settings: ClusterSettings, _ config: DiTConfig, _ source: WeightSource) throws -> LocalClusterSession {
+        try LocalClusterSession(settings: settings, config: config, source: source, progress: progress,
+                                precision: precision, workerArguments: workerArguments)
+    }
+
     // MARK: Models
 
     func resolve(_ id: String) throws -> (DiTConfig, WeightSource) {
@@ -131,13 +126,13 @@ public final class SuiteRunner {
         guard config.isMoE else { throw SuiteError.notMoE(suite.model) }
         progress.say("load balance: \(config.name), \(suite.sampler.rawValue) \(suite.steps) steps, classes \(suite.classes)")
         let weights = try DiTWeights(config: config, source: source, precision: precision)
-        var session: ClusterSession?
+        var session: LocalClusterSession?
         defer { session?.shutdown() }
         let model: DiTModel
         var placement: ExpertPlacement?
         if suite.execution == .cluster {
-            guard let settings = profile.cluster, let open = openCluster else { throw SuiteError.noCluster }
-            session = try open(settings, config, source)
+            guard let settings = profile.cluster else { throw SuiteError.noCluster }
+            session = try openCluster(settings, config, source)
             let codec = profile.codecs.first ?? CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)
             model = try DiTModel(weights: weights, executor: try session!.executor(for: weights, codec: codec))
             placement = session!.placement
@@ -181,8 +176,8 @@ public final class SuiteRunner {
             self.progress.say("curves: loading \(config.name) (\(id), \(source.description))")
             let weights = try DiTWeights(config: config, source: source)
             guard execution == .cluster, config.isMoE else { return (try DiTModel(weights: weights), {}) }
-            guard let settings = self.profile.cluster, let open = self.openCluster else { throw SuiteError.noCluster }
-            let session = try open(settings, config, source)
+            guard let settings = self.profile.cluster else { throw SuiteError.noCluster }
+            let session = try self.openCluster(settings, config, source)
             let codec = self.profile.codecs.first ?? CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)
             return (try DiTModel(weights: weights, executor: try session.executor(for: weights, codec: codec)), { session.shutdown() })
         }
@@ -194,7 +189,7 @@ public enum SuiteError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .unknownModel(id): return "model '\(id)' cannot be resolved (built-in name or config file)"
-        case .noCluster: return "the profile asks for cluster execution but no cluster is available"
+        case .noCluster: return "the profile asks for cluster execution but has no [cluster] table (hosts = \"…\")"
         case let .notMoE(id): return "model '\(id)' is dense; load balance needs a MoE model"
         }
     }
