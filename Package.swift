@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DiT", "Wire"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DiT", "Tensor", "Diffusion", "Metrics"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics", "Diffusion"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics", "Diffusion", "Wire"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

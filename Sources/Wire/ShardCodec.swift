@@ -305,3 +305,30 @@ extension ShardOptions: CustomStringConvertible {
         "\(dtype)" + (shuffle ? "+shuffle" : "") + (compression == .none ? "" : "+\(compression.rawValue)")
     }
 }
+
+/// In profiles and results.json a codec is `{dtype: "f32"|"f16"|"bf16", shuffle: Bool, lz4: "on"|"off"|"auto"}`.
+extension ShardOptions: Codable {
+    enum CodingKeys: String, CodingKey { case dtype, shuffle, lz4 }
+
+    /// The `lz4` key's values, in the order of `CompressionMode`'s cases none, lz4, auto.
+    public static let lz4Names: [CompressionMode: String] = [.none: "off", .lz4: "on", .auto: "auto"]
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = try c.decode(String.self, forKey: .dtype), z = try c.decode(String.self, forKey: .lz4)
+        guard let dtype = ShardDType.allCases.first(where: { $0.description == d }) else {
+            throw DecodingError.dataCorruptedError(forKey: .dtype, in: c, debugDescription: "expected f32, f16 or bf16, found \(d)")
+        }
+        guard let mode = Self.lz4Names.first(where: { $0.value == z })?.key else {
+            throw DecodingError.dataCorruptedError(forKey: .lz4, in: c, debugDescription: "expected on, off or auto, found \(z)")
+        }
+        self.init(dtype: dtype, shuffle: try c.decode(Bool.self, forKey: .shuffle), compression: mode)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(dtype.description, forKey: .dtype)
+        try c.encode(shuffle, forKey: .shuffle)
+        try c.encode(Self.lz4Names[compression]!, forKey: .lz4)
+    }
+}

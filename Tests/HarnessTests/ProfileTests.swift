@@ -1,4 +1,5 @@
 import XCTest
+import Wire
 @testable import Harness
 
 final class ProfileTests: XCTestCase {
@@ -25,7 +26,7 @@ final class ProfileTests: XCTestCase {
         // Relative paths resolve against the profile's directory, to absolute paths.
         let repo = URL(fileURLWithPath: path).deletingLastPathComponent().deletingLastPathComponent().standardizedFileURL.path
         XCTAssertEqual(p.cluster, ClusterSettings(hosts: repo + "/hosts", launch: .local, secretFile: nil))
-        XCTAssertEqual(p.codecs, [CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)])
+        XCTAssertEqual(p.codecs, [ShardOptions(dtype: .f32, shuffle: true, compression: .auto)])
         XCTAssertEqual(p.loadBalance?.heatmapLayers, [0, 3])
         XCTAssertEqual(p.loadBalance?.ablations, ["moe-alpha0", "moe-noshared"])
         XCTAssertEqual(p.curves?.score, "model")

@@ -1,6 +1,7 @@
 // The benchmark profile: what a suite runs (schema documented in profiles/README.md). All types are Codable so
 // the parsed profile is stored verbatim in results.json.
 import Foundation
+import Wire
 import Diffusion
 import Metrics
 
@@ -15,7 +16,7 @@ public struct Profile: Codable, Equatable, Sendable {
     public var cost: CostSuite?
     public var cluster: ClusterSettings?
     /// Codec variants for cluster transfers (the first is the default); empty means the Wire defaults.
-    public var codecs: [CodecSettings]
+    public var codecs: [ShardOptions]
     public var loadBalance: LoadBalanceSuite?
     public var curves: CurvesSettings?
 
@@ -104,14 +105,6 @@ public struct ClusterSettings: Codable, Equatable, Sendable {
     public var secretFile: String?
 
     public enum Launch: String, Codable, CaseIterable, Sendable { case local, external }
-}
-
-public struct CodecSettings: Codable, Equatable, Sendable {
-    public enum DType: String, Codable, CaseIterable, Sendable { case f32, f16, bf16 }
-    public enum LZ4Mode: String, Codable, CaseIterable, Sendable { case on, off, auto }
-    public var dtype: DType
-    public var shuffle: Bool
-    public var lz4: LZ4Mode
 }
 
 /// Which upstream DiT sampler a part drives the model with (all on the denoiser seam, `UpstreamSampler`).

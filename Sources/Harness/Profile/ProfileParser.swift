@@ -1,6 +1,7 @@
 // TOML → Profile, strictly: unknown keys, wrong types, bad values and dangling model references are errors naming
 // the file and the key path. Defaults are listed in profiles/README.md (keep the two in sync).
 import Foundation
+import Wire
 import Diffusion
 import TOMLKit
 
@@ -203,11 +204,16 @@ extension Profile {
         return out
     }
 
-    static func parseCodec(_ t: TOMLReader) throws -> CodecSettings {
+    static func parseCodec(_ t: TOMLReader) throws -> ShardOptions {
         var r = t
-        let out = CodecSettings(dtype: try r.choice("dtype", CodecSettings.DType.self) ?? .f32,
-                                shuffle: try r.bool("shuffle") ?? false,
-                                lz4: try r.choice("lz4", CodecSettings.LZ4Mode.self) ?? .auto)
+        let d = try r.string("dtype") ?? "f32", z = try r.string("lz4") ?? "auto"
+        guard let dtype = ShardDType.allCases.first(where: { $0.description == d }) else {
+            throw r.error(.badValue, r.keyPath("dtype"), "expected one of \"f32\", \"f16\", \"bf16\", found \"\(d)\"")
+        }
+        guard let mode = ShardOptions.lz4Names.first(where: { $0.value == z })?.key else {
+            throw r.error(.badValue, r.keyPath("lz4"), "expected one of \"on\", \"off\", \"auto\", found \"\(z)\"")
+        }
+        let out = ShardOptions(dtype: dtype, shuffle: try r.bool("shuffle") ?? false, compression: mode)
         try r.finish(known: ["dtype", "shuffle", "lz4"])
         return out
     }

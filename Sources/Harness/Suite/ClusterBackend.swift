@@ -22,16 +22,6 @@ enum HostsPlacement {
     }
 }
 
-extension CodecSettings {
-    /// "f32+shuffle+auto" style, as `ShardOptions(parsing:)` reads it.
-    public var label: String { dtype.rawValue + (shuffle ? "+shuffle" : "") + (lz4 == .off ? "" : lz4 == .on ? "+lz4" : "+auto") }
-
-    var shardOptions: ShardOptions {
-        let dtype: ShardDType = self.dtype == .f32 ? .f32 : self.dtype == .f16 ? .f16 : .bf16
-        let mode: CompressionMode = lz4 == .on ? .lz4 : lz4 == .off ? .none : .auto
-        return ShardOptions(dtype: dtype, shuffle: shuffle, compression: mode)
-    }
-}
 
 /// The workers of a profile's `[cluster]` for one model: started (or connected to), their placement, executors
 /// for the model's routed experts, and shutdown.
@@ -74,9 +64,9 @@ public final class LocalClusterSession {
             + (settings.launch == .local ? ", started by the suite" : ", started externally")
     }
 
-    public func executor(for weights: DiTWeights, codec: CodecSettings) throws -> ExpertExecutor {
+    public func executor(for weights: DiTWeights, codec: ShardOptions) throws -> ExpertExecutor {
         try ClusterRuntime.executor(hostsPath: cluster.hostsPath, secretPath: cluster.secretPath, weights: weights,
-                                    codec: codec.shardOptions)
+                                    codec: codec)
     }
 
     public func shutdown() {

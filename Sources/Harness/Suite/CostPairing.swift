@@ -5,6 +5,7 @@
 // seconds cancels in the ratio, which an unpaired ratio of two cells' medians measured minutes apart does not.
 import DiT
 import Foundation
+import Wire
 import Metrics
 
 public struct PairedComparison: Codable, Sendable, Equatable {
@@ -93,7 +94,7 @@ extension SuiteRunner {
         var notes: [String] = ["Roofline: \(roofline.description)."]
         var cells: [CostCell] = [], pairs: [PairedComparison] = []
         var inProcess: [String: DiTModel] = [:]
-        let codecs = profile.codecs.isEmpty ? [CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)] : profile.codecs
+        let codecs = profile.codecs.isEmpty ? [ShardOptions.default] : profile.codecs
         let seed = profile.run.seeds.first ?? 0
         for id in suite.models + suite.baselines {
             let (config, source) = try resolve(id)
@@ -128,7 +129,7 @@ extension SuiteRunner {
                     if !notes.contains(where: { $0.hasPrefix("Cluster:") }) { notes.append("Cluster: \(session.summary).") }
                     for codec in codecs {
                         let model = try DiTModel(weights: weights, executor: try session.executor(for: weights, codec: codec))
-                        try measureAll(model, .cluster, codec: codec.label)
+                        try measureAll(model, .cluster, codec: codec.description)
                     }
                 }
             }

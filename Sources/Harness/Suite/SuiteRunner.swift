@@ -3,6 +3,7 @@
 // what it finished. Ends by rendering index.html.
 import DiT
 import Foundation
+import Wire
 import Metrics
 import Training
 import Tensor
@@ -133,7 +134,7 @@ public final class SuiteRunner {
         if suite.execution == .cluster {
             guard let settings = profile.cluster else { throw SuiteError.noCluster }
             session = try openCluster(settings, config, source)
-            let codec = profile.codecs.first ?? CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)
+            let codec = profile.codecs.first ?? ShardOptions.default
             model = try DiTModel(weights: weights, executor: try session!.executor(for: weights, codec: codec))
             placement = session!.placement
         } else {
@@ -178,7 +179,7 @@ public final class SuiteRunner {
             guard execution == .cluster, config.isMoE else { return (try DiTModel(weights: weights), {}) }
             guard let settings = self.profile.cluster else { throw SuiteError.noCluster }
             let session = try self.openCluster(settings, config, source)
-            let codec = self.profile.codecs.first ?? CodecSettings(dtype: .f32, shuffle: true, lz4: .auto)
+            let codec = self.profile.codecs.first ?? ShardOptions.default
             return (try DiTModel(weights: weights, executor: try session.executor(for: weights, codec: codec)), { session.shutdown() })
         }
     }
