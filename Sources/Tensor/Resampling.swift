@@ -29,30 +29,27 @@ public func pooledSize(_ n: Int, kernel: Int, stride: Int, padding: Int) -> Int 
 /// FID Inception blocks use).
 public func avgPool2d(_ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int, kernel: Int, stride: Int,
                       padding: Int = 0, countIncludePad: Bool = true, into y: UnsafeMutablePointer<Float>) {
-    let oh = pooledSize(height, kernel: kernel, stride: stride, padding: padding)
-    let ow = pooledSize(width, kernel: kernel, stride: stride, padding: padding)
-    Parallel.forChunks(planes) { _, range in
-        for p in range {
-            let src = x + p * height * width, dst = y + p * oh * ow
-            for oy in 0..<oh {
-                let y0 = oy * stride - padding
-                let ya = max(y0, 0), yb = min(y0 + kernel, height)
-                for ox in 0..<ow {
-                    let x0 = ox * stride - padding
-                    let xa = max(x0, 0), xb = min(x0 + kernel, width)
-                    var s: Float = 0
-                    for iy in ya..<max(ya, yb) { for ix in xa..<max(xa, xb) { s += src[iy * width + ix] } }
-                    let count = countIncludePad ? kernel * kernel : max(0, yb - ya) * max(0, xb - xa)
-                    dst[oy * ow + ox] = s / Float(max(count, 1))
-                }
-            }
-        }
+    pool2d(x, planes: planes, height: height, width: width, kernel: kernel, stride: stride, padding: padding, into: y) { src, rows, cols in
+        var s: Float = 0
+        for iy in rows { for ix in cols { s += src[iy * width + ix] } }
+        return s / Float(max(countIncludePad ? kernel * kernel : rows.count * cols.count, 1))
     }
 }
 
 /// Max pooling (`F.max_pool2d`, square window, floor mode); padding taps are −∞ (never chosen).
 public func maxPool2d(_ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int, kernel: Int, stride: Int,
                       padding: Int = 0, into y: UnsafeMutablePointer<Float>) {
+    pool2d(x, planes: planes, height: height, width: width, kernel: kernel, stride: stride, padding: padding, into: y) { src, rows, cols in
+        var m = -Float.infinity
+        for iy in rows { for ix in cols { m = max(m, src[iy * width + ix]) } }
+        return m
+    }
+}
+
+/// The window walk both poolings share: per plane and output position, `reduce` gets the plane and the in-image
+/// rows and columns of the window (possibly empty at the border) and returns the output value.
+private func pool2d(_ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int, kernel: Int, stride: Int, padding: Int,
+                    into y: UnsafeMutablePointer<Float>, _ reduce: (UnsafePointer<Float>, Range<Int>, Range<Int>) -> Float) {
     let oh = pooledSize(height, kernel: kernel, stride: stride, padding: padding)
     let ow = pooledSize(width, kernel: kernel, stride: stride, padding: padding)
     Parallel.forChunks(planes) { _, range in
@@ -60,13 +57,11 @@ public func maxPool2d(_ x: UnsafePointer<Float>, planes: Int, height: Int, width
             let src = x + p * height * width, dst = y + p * oh * ow
             for oy in 0..<oh {
                 let y0 = oy * stride - padding
-                let ya = max(y0, 0), yb = min(y0 + kernel, height)
+                let ya = max(y0, 0), yb = max(ya, min(y0 + kernel, height))
                 for ox in 0..<ow {
                     let x0 = ox * stride - padding
-                    let xa = max(x0, 0), xb = min(x0 + kernel, width)
-                    var m = -Float.infinity
-                    for iy in ya..<max(ya, yb) { for ix in xa..<max(xa, xb) { m = max(m, src[iy * width + ix]) } }
-                    dst[oy * ow + ox] = m
+                    let xa = max(x0, 0), xb = max(xa, min(x0 + kernel, width))
+                    dst[oy * ow + ox] = reduce(src, ya..<yb, xa..<xb)
                 }
             }
         }
