@@ -7,12 +7,11 @@ enum JSONLines {
         let enc = JSONEncoder()
         enc.keyEncodingStrategy = .convertToSnakeCase
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        // JSONEncoder can only write a non-finite number as a string; a sentinel no field holds marks it for null.
+        let mark = "__moebench_non_finite__"
+        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: mark, negativeInfinity: mark, nan: mark)
         guard let data = try? enc.encode(row) else { return }
-        // `convertToString` quotes the non-finite numbers; as null they stay numbers-or-nothing for readers.
-        let text = String(decoding: data, as: UTF8.self)
-            .replacingOccurrences(of: "\"nan\"", with: "null").replacingOccurrences(of: "\"inf\"", with: "null")
-            .replacingOccurrences(of: "\"-inf\"", with: "null")
+        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\"\(mark)\"", with: "null")
         Swift.print(text)
     }
 }
