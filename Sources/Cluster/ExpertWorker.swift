@@ -391,7 +391,7 @@ final class WorkerSession {
         self.worker = worker
         let c = worker.weights.config
         dim = c.hiddenSize
-        hidden = .allocate(capacity: SwiGLUExpert.maxChunkRows * 2 * c.expertHidden)
+        hidden = .allocate(capacity: SwiGLUExpert.hiddenScratchCount(width: c.expertHidden))
         let w = worker.experts.first.flatMap { worker.module(layer: 0, expert: $0)?.widenScratchCount } ?? 0
         widen = w > 0 ? .allocate(capacity: w) : nil
         input = .allocate(capacity: 1); gate = .allocate(capacity: 1); output = .allocate(capacity: 1)
@@ -442,13 +442,11 @@ final class WorkerSession {
             let ts = monotonicNanos()
             let m = worker.module(layer: req.layer, expert: Int(g.expert))!
             if let bf16 {
-                m.apply(bf16: bf16 + row * dim, rows: n, into: output + row * dim, accumulate: false, hidden: hidden)
+                m.apply(bf16: bf16 + row * dim, rows: n, into: output + row * dim, rowScale: gate + row, accumulate: false,
+                        hidden: hidden)
             } else {
-                m.apply(input + row * dim, rows: n, into: output + row * dim, accumulate: false, hidden: hidden, widen: widen)
-            }
-            for r in row..<(row + n) {
-                let gw = gate[r], o = output + r * dim
-                for i in 0..<dim { o[i] *= gw }
+                m.apply(input + row * dim, rows: n, into: output + row * dim, rowScale: gate + row, accumulate: false,
+                        hidden: hidden, widen: widen)
             }
             worker.record(expert: Int(g.expert), rows: n, nanos: monotonicNanos() - ts)
             row += n

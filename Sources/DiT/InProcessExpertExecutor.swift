@@ -23,7 +23,7 @@ public final class InProcessExpertExecutor: ExpertExecutor {
     private func ensureScratch(workers: Int) {
         while hidden.count < workers {
             let c = weights.config
-            hidden.append(FloatBuffer(count: SwiGLUExpert.maxChunkRows * 2 * c.expertHidden))
+            hidden.append(FloatBuffer(count: SwiGLUExpert.hiddenScratchCount(width: c.expertHidden)))
             let w = experts.joined().map(\.widenScratchCount).max() ?? 0
             widen.append(w > 0 ? FloatBuffer(count: w) : nil)
         }
@@ -41,12 +41,8 @@ public final class InProcessExpertExecutor: ExpertExecutor {
             for e in 0..<s.expertCount {
                 let a = max(lo, s.offsets[e]), b = min(hi, s.offsets[e + 1])
                 if a >= b { continue }
-                layer[e].apply(s.input + a * s.dim, rows: b - a, into: s.output + a * s.dim, accumulate: false,
-                               hidden: hiddenPtr, widen: widenPtr)
-                for r in a..<b {
-                    let g = s.gateWeights[r], row = s.output + r * s.dim
-                    for i in 0..<s.dim { row[i] *= g }
-                }
+                layer[e].apply(s.input + a * s.dim, rows: b - a, into: s.output + a * s.dim, rowScale: s.gateWeights + a,
+                               accumulate: false, hidden: hiddenPtr, widen: widenPtr)
             }
         }
     }

@@ -13,8 +13,14 @@ public struct SwiGLUExpert: @unchecked Sendable {
         self.gateUp = gateUp; self.down = down
     }
 
-    /// Rows processed per GEMM pair; bounds the `hidden` scratch at `maxChunkRows · 2H` floats.
+    /// Rows processed per GEMM pair; bounds the `hidden` scratch (see `hiddenScratchCount`).
     public static let maxChunkRows = 512
+
+    /// Floats of `hidden` scratch `apply` needs for up to `rows` rows of an expert of width `width`: the fused
+    /// gate+up output `[n, 2H]` followed by the activated `[n, H]` the down GEMM reads (n = min(rows, maxChunkRows)).
+    public static func hiddenScratchCount(rows: Int = maxChunkRows, width: Int) -> Int {
+        3 * min(rows, maxChunkRows) * width
+    }
 
     /// Floats of widening scratch `apply` needs for this expert's weights (0 when both are F32 or both packed).
     public var widenScratchCount: Int {
@@ -22,27 +28,28 @@ public struct SwiGLUExpert: @unchecked Sendable {
         return (gateUp.dtype == .f32 ? 0 : gateUp.count) + (down.dtype == .f32 ? 0 : down.count)
     }
 
-    /// `out[rows, D] (+)= e(x[rows, D])`: per chunk of rows one fused gate+up GEMM, SwiGLU in place, and one down
-    /// GEMM reading the activated half of each fused row (leading dimension 2H).
-    /// - `hidden`: scratch of `min(rows, maxChunkRows) · 2H` floats.
+    /// `out[rows, D] (+)= scale[r] · e(x[rows, D])` (no scaling when `rowScale` is nil): per chunk of rows one
+    /// fused gate+up GEMM, SwiGLU (times the row's scale, which commutes with the linear down projection) compacted
+    /// to a dense `[n, H]` matrix (in place in FP32; into this thread's BF16 scratch when `down` is packed
+    /// BF16) and one down GEMM.
+    /// - `hidden`: scratch of `hiddenScratchCount(rows:width:)` floats.
     /// - `widen`: scratch of `widenScratchCount` floats for F16/BF16 weights (nil when weights are F32).
-    public func apply(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool,
+    public func apply(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
+                      rowScale: UnsafePointer<Float>? = nil, accumulate: Bool,
                       hidden: UnsafeMutablePointer<Float>, widen: UnsafeMutablePointer<Float>?) {
         if rows == 0 { return }
-        let d = dim, h = width
+        let d = dim
         if gateUp.packed != nil && down.packed != nil {
             var start = 0
             while start < rows {
                 let n = min(Self.maxChunkRows, rows - start)
                 linear(x + start * d, rows: n, weight: gateUp, bias: nil, into: hidden, scratch: nil)
-                swigluInPlace(hidden, rows: n, width: h)
-                linear(hidden, rows: n, weight: down, bias: nil, into: out + start * d, scratch: nil, ldx: 2 * h,
-                       accumulate: accumulate)
+                project(hidden, rows: n, scale: rowScale.map { $0 + start }, into: out + start * d, accumulate: accumulate)
                 start += n
             }
             return
         }
-        applyWidened(x, rows: rows, into: out, accumulate: accumulate, hidden: hidden, widen: widen)
+        applyWidened(x, rows: rows, into: out, rowScale: rowScale, accumulate: accumulate, hidden: hidden, widen: widen)
     }
 
     /// Whether `apply(bf16:)` can be used: both matrices packed as BF16.
@@ -50,22 +57,36 @@ public struct SwiGLUExpert: @unchecked Sendable {
 
     /// `apply` on activations given as BF16 bits `[rows, D]` (when `takesBF16`): the fused gate+up GEMM reads them
     /// as they are, where `apply` would round FP32 activations to these same BF16 values first.
-    public func apply(bf16 x: UnsafePointer<UInt16>, rows: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool,
-                      hidden: UnsafeMutablePointer<Float>) {
+    public func apply(bf16 x: UnsafePointer<UInt16>, rows: Int, into out: UnsafeMutablePointer<Float>,
+                      rowScale: UnsafePointer<Float>? = nil, accumulate: Bool, hidden: UnsafeMutablePointer<Float>) {
         precondition(takesBF16, "SwiGLUExpert.apply(bf16:): the weights are not packed as BF16")
-        let d = dim, h = width
+        let d = dim
         var start = 0
         while start < rows {
             let n = min(Self.maxChunkRows, rows - start)
             linear(bf16: x + start * d, rows: n, weight: gateUp, into: hidden)
-            swigluInPlace(hidden, rows: n, width: h)
-            linear(hidden, rows: n, weight: down, bias: nil, into: out + start * d, scratch: nil, ldx: 2 * h,
-                   accumulate: accumulate)
+            project(hidden, rows: n, scale: rowScale.map { $0 + start }, into: out + start * d, accumulate: accumulate)
             start += n
         }
     }
 
-    private func applyWidened(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool,
+    /// SwiGLU on the fused `[n, 2H]` GEMM output in `hidden`, then the down projection into `out[n, D]`.
+    @inline(__always)
+    private func project(_ hidden: UnsafeMutablePointer<Float>, rows n: Int, scale: UnsafePointer<Float>?,
+                         into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        if down.bf16Packed {
+            let act = bf16ActivationScratch(count: n * width)
+            swigluToBF16(hidden, rows: n, width: width, scale: scale, into: act)
+            linear(bf16: act, rows: n, weight: down, into: out, accumulate: accumulate)
+        } else {
+            let act = hidden + n * 2 * width
+            swiglu(hidden, rows: n, width: width, scale: scale, into: act)
+            linear(act, rows: n, weight: down, bias: nil, into: out, scratch: nil, accumulate: accumulate)
+        }
+    }
+
+    private func applyWidened(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>,
+                              rowScale: UnsafePointer<Float>?, accumulate: Bool,
                               hidden: UnsafeMutablePointer<Float>, widen: UnsafeMutablePointer<Float>?) {
         let d = dim, h = width
         let gu = gateUp.float32(scratch: widen)
@@ -74,9 +95,10 @@ public struct SwiGLUExpert: @unchecked Sendable {
         while start < rows {
             let n = min(Self.maxChunkRows, rows - start)
             linear(x + start * d, rows: n, inFeatures: d, weight: gu, outFeatures: 2 * h, bias: nil, into: hidden)
-            swigluInPlace(hidden, rows: n, width: h)
-            linear(hidden, rows: n, inFeatures: h, weight: dw, outFeatures: d, bias: nil,
-                   into: out + start * d, ldx: 2 * h, accumulate: accumulate)
+            let act = hidden + n * 2 * h
+            swiglu(hidden, rows: n, width: h, scale: rowScale.map { $0 + start }, into: act)
+            linear(act, rows: n, inFeatures: h, weight: dw, outFeatures: d, bias: nil,
+                   into: out + start * d, accumulate: accumulate)
             start += n
         }
     }

@@ -56,7 +56,7 @@ final class Workspace {
         gathered = FloatBuffer(count: n * k * d); expertOut = FloatBuffer(count: n * k * d)
         let workers = max(threads, 1)
         let sharedRows = min(n, SwiGLUExpert.maxChunkRows)
-        sharedHidden = !c.hasSharedExpert ? [] : (0..<workers).map { _ in FloatBuffer(count: sharedRows * 2 * c.sharedHidden) }
+        sharedHidden = !c.hasSharedExpert ? [] : (0..<workers).map { _ in FloatBuffer(count: SwiGLUExpert.hiddenScratchCount(rows: sharedRows, width: c.sharedHidden)) }
         let widenCount = !c.hasSharedExpert ? 0 : (0..<c.depth).map { l -> Int in
             let w = weights.sharedExpert(layer: l)
             return SwiGLUExpert(gateUp: w.gateUp, down: w.down).widenScratchCount

@@ -21,13 +21,25 @@ import Foundation
     for i in 0..<count { x[i] = geluTanh(x[i]) }
 }
 
-/// SwiGLU on fused gate/up rows, in place: each row of `fused` is `[gate (width) | up (width)]` (stride
-/// `2·width`); afterwards its first `width` entries hold `SiLU(gate) ⊙ up`, ready for the down projection with
-/// leading dimension `2·width`.
-@inlinable public func swigluInPlace(_ fused: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+/// SwiGLU of fused gate/up rows into a dense matrix: row r of `fused` is `[gate (width) | up (width)]` at offset
+/// `r·2·width`; `out[r·width + i] = scale[r] · SiLU(gate_i) · up_i` (no scaling when `scale` is nil). `out` must
+/// not overlap `fused` (the loop is vectorised on that assumption).
+@inlinable public func swiglu(_ fused: UnsafePointer<Float>, rows: Int, width: Int, scale: UnsafePointer<Float>?,
+                              into out: UnsafeMutablePointer<Float>) {
     for r in 0..<rows {
-        let g = fused + r * 2 * width
-        let u = g + width
-        for i in 0..<width { g[i] = silu(g[i]) * u[i] }
+        let g = fused + r * 2 * width, u = g + width, o = out + r * width
+        let s = scale?[r] ?? 1
+        for i in 0..<width { o[i] = s * silu(g[i]) * u[i] }
+    }
+}
+
+/// `swiglu` rounded to BF16 (nearest even) into a separate dense
+/// `[rows, width]` matrix `out`: `out[r·width + i] = bf16(scale[r] · SiLU(gate) ⊙ up)`.
+@inlinable public func swigluToBF16(_ fused: UnsafePointer<Float>, rows: Int, width: Int, scale: UnsafePointer<Float>?,
+                                    into out: UnsafeMutablePointer<UInt16>) {
+    for r in 0..<rows {
+        let g = fused + r * 2 * width, u = g + width, o = out + r * width
+        let s = scale?[r] ?? 1
+        for i in 0..<width { o[i] = bf16Bits(s * silu(g[i]) * u[i]) }
     }
 }

@@ -88,6 +88,13 @@ public func linear(bf16 x: UnsafePointer<UInt16>, rows: Int, weight w: WeightMat
     DNNL.linear(bf16: x, rows: rows, weight: w.packed!, into: y, accumulate: accumulate)
 }
 
+/// This thread's BF16 activation scratch, at least `count` values, 64-byte aligned: the buffer `linear` rounds
+/// FP32 activations into for BF16 weights, so it is valid until the next such call on this thread (`linear(bf16:)`
+/// does not touch it). Grows, never shrinks; allocates only when it grows.
+public func bf16ActivationScratch(count: Int) -> UnsafeMutablePointer<UInt16> {
+    ThreadContext.current.bf16Scratch(count: count)
+}
+
 extension WeightMatrix {
     /// Whether GEMMs with this weight take BF16 inputs (packed for oneDNN as BF16), so BF16 activations can be
     /// given to `linear(bf16:)` as they are.

@@ -59,7 +59,7 @@ final class WeightMaterializeTests: XCTestCase {
         let rows = 5, d = config.hiddenSize
         let x = (0..<(rows * d)).map { Float(($0 * 37) % 23) / 23 - 0.5 }
         var outA = [Float](repeating: 0, count: rows * d), outB = outA
-        let hidden = UnsafeMutablePointer<Float>.allocate(capacity: rows * 2 * a.width)
+        let hidden = UnsafeMutablePointer<Float>.allocate(capacity: SwiGLUExpert.hiddenScratchCount(rows: rows, width: a.width))
         defer { hidden.deallocate() }
         a.apply(x, rows: rows, into: &outA, accumulate: false, hidden: hidden, widen: nil)
         b.apply(x, rows: rows, into: &outB, accumulate: false, hidden: hidden, widen: nil)

@@ -155,18 +155,29 @@ final class KernelTests: XCTestCase {
             return 0.5 * d * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (d + 0.044715 * d * d * d)))
         }, rel: 1e-6)
 
-        // SwiGLU on fused [gate | up] rows of width 8.
-        var fused = x
-        swigluInPlace(&fused, rows: 4, width: 8)
-        var sw = [Float](), swRef = [Double]()
+        // SwiGLU on fused [gate | up] rows of width 8, into a dense [4, 8] matrix, each row scaled
+        // by its gate weight: FP32 within 1e-6 relative; BF16 within one BF16 rounding (2⁻⁸ relative per value).
+        let scale: [Float] = [0.25, 1, -0.5, 0.75]
+        var swRef = [Double]()
         for r in 0..<4 {
             for i in 0..<8 {
-                sw.append(fused[r * 16 + i])
                 let gv = Double(x[r * 16 + i]), uv = Double(x[r * 16 + 8 + i])
-                swRef.append(gv / (1 + Foundation.exp(-gv)) * uv)
+                swRef.append(Double(scale[r]) * gv / (1 + Foundation.exp(-gv)) * uv)
             }
         }
-        assertClose(sw, swRef, rel: 1e-6)
+        var out = [Float](repeating: 0, count: 32), unscaled = out
+        swiglu(x, rows: 4, width: 8, scale: scale, into: &out)
+        assertClose(out, swRef, rel: 1e-6)
+        swiglu(x, rows: 4, width: 8, scale: nil, into: &unscaled)
+        for j in 0..<32 { XCTAssertEqual(unscaled[j] * scale[j / 8], out[j], accuracy: 1e-6 * abs(out[j]) + 1e-12) }
+        var bits = [UInt16](repeating: 0, count: 32)
+        swigluToBF16(x, rows: 4, width: 8, scale: scale, into: &bits)
+        do {
+            for j in 0..<32 {
+                let v = Double(Float(bitPattern: UInt32(bits[j]) << 16))
+                XCTAssertEqual(v, swRef[j], accuracy: abs(swRef[j]) * 0x1p-8 + 1e-30, "bf16 element \(j)")
+            }
+        }
     }
 
     // Attention through GEMM against a per-element Float64 loop; 1e-5 relative.
