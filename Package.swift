@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DiT", "Wire"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DiT", "Tensor", "Diffusion", "Metrics"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics", "Diffusion", "Wire"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics", "Diffusion", "Wire", "DiT", "Vision", "FID", "Tensor"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

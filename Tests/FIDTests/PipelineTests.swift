@@ -53,12 +53,12 @@ final class PipelineTests: XCTestCase {
         let images = try names.map { n -> ([UInt8], Int, Int) in let p = try PNGImage(path: dir + "/\(n).png"); return (p.rgb, p.height, p.width) }
         let feats = independentFeatures(images.map { (rgb: $0.0, h: $0.1, w: $0.2) })
         let ref = GaussianMoments(samples: feats, dimension: 2048)
-        let eMean = StatisticsTests.relErr(stats.moments.mean, ref.mean), eCov = StatisticsTests.relErr(stats.moments.covariance, ref.covariance)
-        let eFeat = StatisticsTests.relErr(stats.features!.map(Double.init), feats.map(Double.init))
+        let eMean = FIDStatisticsTests.relErr(stats.moments.mean, ref.mean), eCov = FIDStatisticsTests.relErr(stats.moments.covariance, ref.covariance)
+        let eFeat = FIDStatisticsTests.relErr(stats.features!.map(Double.init), feats.map(Double.init))
         print("folder pipeline vs independent: features \(eFeat), mean \(eMean), covariance \(eCov) (tolerance 1e-5, 1e-9 on moments of the same features)")
         XCTAssertLessThanOrEqual(eFeat, 1e-5)
         let again = GaussianMoments(samples: stats.features!, dimension: 2048)
-        XCTAssertLessThanOrEqual(StatisticsTests.relErr(stats.moments.covariance, again.covariance), 1e-9)
+        XCTAssertLessThanOrEqual(FIDStatisticsTests.relErr(stats.moments.covariance, again.covariance), 1e-9)
         XCTAssertLessThanOrEqual(eMean, 1e-5); XCTAssertLessThanOrEqual(eCov, 1e-4)
     }
 
@@ -81,8 +81,8 @@ final class PipelineTests: XCTestCase {
         let per = 16 * 12 * 3
         let feats = independentFeatures([0, 5].map { (rgb: Array(arr.bytes[($0 * per)..<(($0 + 1) * per)]), h: 16, w: 12) })
         let mine = Array(first.features![0..<2048]) + Array(first.features![(5 * 2048)..<(6 * 2048)])
-        let eFeat = StatisticsTests.relErr(mine.map(Double.init), feats.map(Double.init))
-        XCTAssertEqual(StatisticsTests.relErr(first.moments.mean, GaussianMoments(samples: first.features!, dimension: 2048).mean), 0, accuracy: 1e-12)
+        let eFeat = FIDStatisticsTests.relErr(mine.map(Double.init), feats.map(Double.init))
+        XCTAssertEqual(FIDStatisticsTests.relErr(first.moments.mean, GaussianMoments(samples: first.features!, dimension: 2048).mean), 0, accuracy: 1e-12)
         print("npz arr_0 pipeline vs independent: features \(eFeat) (tolerance 1e-5)")
         XCTAssertLessThanOrEqual(eFeat, 1e-5)
         let second = try builder.statistics(of: set, keepFeatures: true)

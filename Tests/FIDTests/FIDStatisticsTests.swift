@@ -7,7 +7,7 @@ import XCTest
 /// Streaming moments, FID and KID against numpy/scipy (tools/make_fid_fixtures.py: np.cov, pytorch-fid's
 /// `calculate_frechet_distance` with scipy.linalg.sqrtm, torch-fidelity's unbiased polynomial MMD), and the
 /// statistics file and cache.
-final class StatisticsTests: XCTestCase {
+final class FIDStatisticsTests: XCTestCase {
     static func fixture(_ name: String) -> String { FormatsTests.fixture(name) }
 
     static func relErr(_ a: [Double], _ b: [Double]) -> Double {
