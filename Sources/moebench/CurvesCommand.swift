@@ -67,10 +67,13 @@ struct CurvesCommand: ParsableCommand {
           moebench curves
           moebench curves --integrators kar1,em --nfe 10,20,50 --seeds 3 --out /tmp/c
           moebench curves --dim 3072 --samples 1000 --chains 100 --dlg on
-          moebench curves --score model --config DiT-MoE-S/2-8E2A --weights dit_moe_s_8E2A.safetensors \
-            --decoder sd-vae-ft-ema/diffusion_pytorch_model.safetensors --vae-config sd-vae-ft-ema/config.json \
-            --fid-ref VIRTUAL_imagenet256_labeled.npz --inception fid_inception.safetensors \
-            --integrators kar1,pf --nfe 20,50 --samples 1000 --chains 10 --cfg-scale 1.5 --out results/latent
+          moebench curves --score model --config DiT-MoE-S/2-8E2A \\
+              --weights dit_moe_s_8E2A.safetensors \\
+              --decoder sd-vae-ft-ema/diffusion_pytorch_model.safetensors \\
+              --vae-config sd-vae-ft-ema/config.json \\
+              --fid-ref VIRTUAL_imagenet256_labeled.npz \\
+              --inception fid_inception.safetensors --integrators kar1,pf \\
+              --nfe 20,50 --samples 1000 --chains 10 --out results/latent
 
         The settings and their defaults are those of a profile's [curves] (profiles/README.md): one definition.
         """)
@@ -120,7 +123,7 @@ struct CurvesCommand: ParsableCommand {
     @Flag(help: "Latent model: also compute KID per cell (needs reference features).")
     var kid = false
 
-    @Option(name: .customLong("fid-batch"), help: "Latent model: images per VAE decode and Inception batch (about 205 MB per image at 256²; default 2).")
+    @Option(name: .customLong("fid-batch"), help: "Latent model: images per VAE decode and Inception batch (about 205 MB per image at 256²).")
     var fidBatch: Int = 2
 
     @Option(name: .long, help: "Samples per cell that FD is computed from, 2…10000000 (default 1000).")

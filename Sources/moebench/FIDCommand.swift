@@ -41,16 +41,21 @@ struct FIDCommand: ParsableCommand {
 
         WEIGHTS
           --inception is pytorch-fid's pt_inception-2015-12-05-6726825d.pth converted to safetensors:
-            python3 tools/convert_fid_inception.py pt_inception-2015-12-05-6726825d.pth fid_inception.safetensors
+            python3 tools/convert_fid_inception.py \\
+                pt_inception-2015-12-05-6726825d.pth fid_inception.safetensors
 
         Fewer than 2048 images give a rank-deficient covariance: FID is still defined (no complex square root \
         here) but biased upwards; compare FIDs at equal sample counts only.
 
         EXAMPLES
-          moebench fid samples/ --ref VIRTUAL_imagenet256_labeled.npz --inception fid_inception.safetensors
-          moebench fid samples.npz --ref cifar10_train_stats.npz --inception fid_inception.safetensors --json
-          moebench fid real_images/ --write-stats real_stats.npz --kid --inception fid_inception.safetensors
-          moebench fid samples/ --ref real_stats.npz --kid --inception fid_inception.safetensors --threads 2
+          moebench fid samples/ --ref VIRTUAL_imagenet256_labeled.npz \\
+              --inception fid_inception.safetensors
+          moebench fid samples.npz --ref cifar10_train_stats.npz \\
+              --inception fid_inception.safetensors --json
+          moebench fid real_images/ --write-stats real_stats.npz --kid \\
+              --inception fid_inception.safetensors
+          moebench fid samples/ --ref real_stats.npz --kid --threads 2 \\
+              --inception fid_inception.safetensors
         """)
 
     @Argument(help: ArgumentHelp("The images: a directory of PNG files or an .npz with arr_0 uint8 [N, H, W, 3].", valueName: "DIR|FILE"))
@@ -68,13 +73,13 @@ struct FIDCommand: ParsableCommand {
     @Flag(help: "Also compute KID (needs reference features; see KID above).")
     var kid = false
 
-    @Option(name: .customLong("kid-subsets"), help: "KID: number of random subsets (default 100).")
+    @Option(name: .customLong("kid-subsets"), help: "KID: number of random subsets.")
     var kidSubsets: Int = 100
 
-    @Option(name: .customLong("kid-subset-size"), help: "KID: images per subset (default 1000; capped at the smaller set).")
+    @Option(name: .customLong("kid-subset-size"), help: "KID: images per subset (capped at the smaller set).")
     var kidSubsetSize: Int = 1000
 
-    @Option(help: "Images per Inception batch (about 22 MB of activations each; default 8).")
+    @Option(help: "Images per Inception batch (about 22 MB of activations each).")
     var batch: Int = 8
 
     @Option(help: "Worker threads (default: all cores).")
@@ -86,7 +91,7 @@ struct FIDCommand: ParsableCommand {
     @Flag(name: .customLong("no-cache"), help: "Neither read nor write the statistics cache.")
     var noCache = false
 
-    @Option(help: "Seed of the KID subsets (default 0).")
+    @Option(help: "Seed of the KID subsets.")
     var seed: UInt64 = 0
 
     @Flag(help: "Print the result as JSON on stdout.")
@@ -134,11 +139,14 @@ struct FIDCommand: ParsableCommand {
         }
     }
 
-    /// Progress on stderr at most every 2 s (and at the end), with images/s and the time left.
+    /// Progress on stderr at most every 2 s (and at the end), with images/s and the time left; a new image set (the
+    /// count going back, or another total) restarts the clock.
     static func progressPrinter(_ log: @escaping (String) -> Void) -> (Int, Int) -> Void {
-        let start = Date()
-        var last = Date.distantPast
+        var start = Date()
+        var last = Date.distantPast, previous = (done: Int.max, total: 0)
         return { done, total in
+            if done < previous.done || total != previous.total { start = Date().addingTimeInterval(-1e-3); last = .distantPast }
+            previous = (done, total)
             let now = Date()
             guard now.timeIntervalSince(last) >= 2 || done == total else { return }
             last = now
