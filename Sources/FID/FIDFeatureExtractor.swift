@@ -31,11 +31,12 @@ public final class FIDFeatureExtractor {
         do { weights = try FIDInceptionWeights(file: SafetensorsFile(path: path)) } catch let e as DiTError {
             throw FIDError(file: path, "not pytorch-fid's Inception weights as tools/convert_fid_inception.py writes them: \(e)")
         }
-        let identity = try Self.fileDigest(path)
+        let identity = try Self.fileDigest(path: path)
         self.init(weights: weights, identity: "sha256:" + identity, maxBatch: maxBatch)
     }
 
-    static func fileDigest(_ path: String) throws -> String {
+    /// SHA-256 (hex) of a file's bytes, read in 16 MiB chunks.
+    public static func fileDigest(path: String) throws -> String {
         guard let h = FileHandle(forReadingAtPath: path) else { throw FIDError(file: path, "cannot read the file") }
         defer { try? h.close() }
         var sha = SHA256()

@@ -22,7 +22,9 @@ struct HuffmanTable {
         for l in lengths { count[Int(l)] += 1 }
         count[0] = 0
         maxLength = (1...15).last { count[$0] > 0 } ?? 0
-        guard maxLength > 0 else { throw InflateError("\(name) code has no symbols") }
+        // No symbols at all is legal for a distance code (RFC 1951 §3.2.7: a block of literals only); any lookup in
+        // the one-entry empty table then fails as an invalid code.
+        guard maxLength > 0 else { entries = [0]; return }
         var left = 1
         for l in 1...15 {
             left <<= 1; left -= count[l]

@@ -230,6 +230,7 @@ struct CurvesCommand: ParsableCommand {
             builder.progress = FIDCommand.progressPrinter(log0)
             let reference = try FIDReference.load(fidRef!, builder: builder, needFeatures: kid)
             let s = try LatentScoreSource(model: model, name: model.config.name, cfgScale: cfgScale, batch: chains, decoder: vae,
+                                          decoderIdentity: "sha256:" + FIDFeatureExtractor.fileDigest(path: decoder!),
                                           extractor: extractor, reference: reference,
                                           referenceName: (fidRef! as NSString).lastPathComponent, kid: kid)
             s.log = log0

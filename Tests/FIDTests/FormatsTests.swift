@@ -95,6 +95,14 @@ final class FormatsTests: XCTestCase {
         XCTAssertThrowsError(try Inflate.inflate([0x01, 0x05, 0x00, 0xFA, 0xFF, 1, 2])) { XCTAssertTrue("\($0)".contains("truncated")) }
     }
 
+    /// A dynamic block whose distance code has no symbols (all literals; RFC 1951 §3.2.7), hand-assembled; Python's
+    /// zlib (`decompressobj(-15)`) decodes these bytes to "AA". zlib's own encoder never writes this, others may.
+    func testDynamicBlockWithoutDistanceCodes() throws {
+        let stream: [UInt8] = [5, 192, 1, 4, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                               0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 8]
+        XCTAssertEqual(try Inflate.inflate(stream), Array("AA".utf8))
+    }
+
     func testPNGColourTypesBitDepthsAndFilters() throws {
         let expected = try NumpyArchive(path: Self.fixture("png_expected.npz"))
         XCTAssertEqual(expected.names.count, 13)

@@ -32,7 +32,8 @@ final class LatentCurvesTests: XCTestCase {
         let model = try DiTModel(config: Self.config, source: .random(seed: 5))
         let vae = VAEDecoder(weights: VAEDecoderWeights(config: Self.vaeConfig, seed: 3), latentHeight: 8, latentWidth: 8, maxBatch: 2)
         let extractor = FIDFeatureExtractor(weights: FIDInceptionWeights(seed: 7), identity: "seed:7", maxBatch: 2)
-        return try LatentScoreSource(model: model, name: "tiny-latent", cfgScale: nil, batch: 2, decoder: vae, extractor: extractor,
+        return try LatentScoreSource(model: model, name: "tiny-latent", cfgScale: nil, batch: 2, decoder: vae, decoderIdentity: "seed:3",
+                                     extractor: extractor,
                                      reference: Self.reference(), referenceName: "synthetic.npz", kid: kid)
     }
 

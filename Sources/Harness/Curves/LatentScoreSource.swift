@@ -46,9 +46,10 @@ public final class LatentScoreSource: CurveScoreSource {
     public var log: (String) -> Void = { _ in }
     private let batch: Int
 
-    /// - batch: the sweep's chain count; `referenceName` identifies the reference in the label (the resume key).
-    public init(model: DiTModel, name: String, cfgScale: Float?, batch: Int, decoder: VAEDecoder, extractor: FIDFeatureExtractor,
-                reference: FIDStatistics, referenceName: String, kid: Bool) throws {
+    /// - batch: the sweep's chain count; `referenceName` and `decoderIdentity` (e.g. the weights file's SHA-256)
+    ///   identify the reference and the VAE in the label, which is part of every row's resume key.
+    public init(model: DiTModel, name: String, cfgScale: Float?, batch: Int, decoder: VAEDecoder, decoderIdentity: String,
+                extractor: FIDFeatureExtractor, reference: FIDStatistics, referenceName: String, kid: Bool) throws {
         let c = model.config
         guard decoder.latentHeight == c.inputSize, decoder.latentWidth == c.inputSize, decoder.config.latentChannels == c.inChannels else {
             throw FIDError(file: "--decoder", "the VAE decodes \(decoder.config.latentChannels)×\(decoder.latentHeight)×\(decoder.latentWidth) latents; the model \(name) samples \(c.inChannels)×\(c.inputSize)×\(c.inputSize)")
@@ -65,7 +66,7 @@ public final class LatentScoreSource: CurveScoreSource {
         sigmaMax = table.sigmas.last!
         self.decoder = decoder; self.extractor = extractor; self.reference = reference; self.kid = kid
         label = "model=\(name),latent,cfg=\(cfgScale.map { "\($0)" } ?? "none"),sigma_max=\(String(format: "%.1f", sigmaMax)),tau=0.01,"
-            + "fid_ref=\(referenceName),inception=\(extractor.identity.prefix(19)),vae=\(decoder.config.blockOutChannels.map(String.init).joined(separator: "-"))"
+            + "fid_ref=\(referenceName),inception=\(extractor.identity.prefix(19)),vae=\(decoderIdentity.prefix(19))"
     }
 
     public var dimension: Int { epsilonModel.dimension }
