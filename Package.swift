@@ -45,14 +45,20 @@ let package = Package(
         .target(name: "Wire", dependencies: ["CLZ4", "CSupport", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: optimise),
         .target(name: "Metrics", dependencies: ["Tensor", "CBLAS"], swiftSettings: optimise),
+        // File formats in pure Swift: DEFLATE/zlib, zip, numpy .npy/.npz, PNG (no new system library).
+        .target(name: "Formats", swiftSettings: optimise),
+        // FID as pytorch-fid / clean-fid / torch-fidelity users expect it: image sets, streamed Inception statistics,
+        // reference .npz files, KID, a content-keyed statistics cache.
+        .target(name: "FID", dependencies: ["Formats", "Metrics", "Vision", "DiT", "Tensor",
+                                            .product(name: "Crypto", package: "swift-crypto")], swiftSettings: optimise),
         .target(name: "Training", dependencies: ["DiT", "Tensor", "Diffusion", "Metrics", "CBLAS"], resources: [.copy("Resources")],
                 swiftSettings: optimise),
         .target(name: "Cluster", dependencies: ["DiT", "Wire", "Tensor", "CNUMA", "CSupport"], swiftSettings: optimise),
-        .target(name: "Harness", dependencies: ["DiT", "Diffusion", "Cluster", "Metrics", "Wire", "Training", "CNUMA", "CBLAS",
+        .target(name: "Harness", dependencies: ["DiT", "Diffusion", "Cluster", "Metrics", "Wire", "Training", "Vision", "FID", "CNUMA", "CBLAS",
                                                 .product(name: "TOMLKit", package: "TOMLKit")],
                 swiftSettings: optimise),
         .executableTarget(name: "moebench", dependencies: [
-            "Tensor", "DiT", "Diffusion", "Wire", "Cluster", "Metrics", "Harness", "Training",
+            "Tensor", "DiT", "Diffusion", "Wire", "Cluster", "Metrics", "Harness", "Training", "Vision", "FID", "Formats",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimise),
         .executableTarget(name: "moebench-bench", dependencies: [
@@ -64,11 +70,12 @@ let package = Package(
         .testTarget(name: "DiTTests", dependencies: ["DiT", "Tensor"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor", "Metrics"], resources: [.copy("Fixtures")]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "DiT", "Tensor"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FIDTests", dependencies: ["FID", "Formats", "Metrics", "Vision", "DiT", "Tensor"], resources: [.copy("Fixtures")]),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DiT", "Wire"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DiT", "Tensor", "Diffusion", "Metrics"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics", "Diffusion", "Wire"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Metrics", "Diffusion", "Wire", "DiT", "Vision", "FID", "Tensor"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -5,7 +5,7 @@ import CBLAS
 public struct GaussianMoments: Sendable {
     public let dimension: Int
     /// Number of samples the moments came from (nil for exact/closed-form moments). FD is biased at small n.
-    public let sampleCount: Int?
+    public private(set) var sampleCount: Int?
     public let mean: [Double]
     /// [d, d] row-major, symmetric.
     public let covariance: [Double]
@@ -18,6 +18,13 @@ public struct GaussianMoments: Sendable {
         sampleCount = nil
         self.mean = mean
         self.covariance = covariance
+    }
+
+    /// Moments estimated elsewhere (streamed features, or reference statistics read from a file) from `sampleCount`
+    /// samples, if known.
+    public init(mean: [Double], covariance: [Double], sampleCount: Int?) {
+        self.init(mean: mean, covariance: covariance)
+        self.sampleCount = sampleCount
     }
 
     /// Sample mean and unbiased (n − 1) covariance of `count` samples, [count, dimension] row-major Float32

@@ -3,9 +3,11 @@ import Foundation
 import Diffusion
 import Cluster
 import DiT
+import FID
 import Harness
 import Tensor
 import Training
+import Vision
 import Wire
 
 struct CurvesCommand: ParsableCommand {
@@ -28,6 +30,18 @@ struct CurvesCommand: ParsableCommand {
         written to samples/<cell>.safetensors with a PNG grid. Each row also has FID-digits (the Fréchet distance of a \
         digit classifier's features, not Inception FID) with bootstrap intervals; DLG's σ-step uses the shipped \
         noise-level classifier.
+          model with --decoder/--fid-ref/--inception   A latent DiT / DiT-MoE (e.g. --config DiT-MoE-S/2-8E2A \
+        --weights …; in_channels 4). The sampler runs in the DiT's own units — SD-VAE latents times the scaling \
+        factor 0.18215, about unit std — through the VP ε adapter: σ is the VE level of those units, from \
+        σ_max = 157.4 (the DDPM linear table's σ_T, i.e. DDPM's x_T) down to σ_min = 0.01 (σ_0), Tweedie τ 0.01, no \
+        clamp. Labels are (block·batch + row) mod num_classes. Each cell's latents are decoded by the VAE (÷ 0.18215 \
+        inside), quantised to uint8 as DiT's sample_ddp.py does (clamp(127.5·x + 128, 0, 255), rounding), run \
+        through pytorch-fid's Inception in batches of --fid-batch and streamed into float64 statistics; the row's \
+        fd and fid are the FID against --fid-ref (kid and kid_std with --kid). No floor row, no bootstrap interval. \
+        DLG is refused for latent models (--dlg defaults to off): its σ-step is the MAP level of a noise-level \
+        classifier trained on noisy data, and none exists for ImageNet latents; a training-free substitute would \
+        spend extra model calls per Langevin step and change the NFE budgets being compared. Budget for time: \
+        decoding one 256² image takes about 12 s on this 2-core machine (docs/fid.md).
 
         BUDGETS
           Each budget maps to a method's own step parameter: KAR1/KAR2 use N = ⌊(b+2)/2⌋ grid points (NFE 2N−2, \
@@ -53,6 +67,13 @@ struct CurvesCommand: ParsableCommand {
           moebench curves
           moebench curves --integrators kar1,em --nfe 10,20,50 --seeds 3 --out /tmp/c
           moebench curves --dim 3072 --samples 1000 --chains 100 --dlg on
+          moebench curves --score model --config DiT-MoE-S/2-8E2A \\
+              --weights dit_moe_s_8E2A.safetensors \\
+              --decoder sd-vae-ft-ema/diffusion_pytorch_model.safetensors \\
+              --vae-config sd-vae-ft-ema/config.json \\
+              --fid-ref VIRTUAL_imagenet256_labeled.npz \\
+              --inception fid_inception.safetensors --integrators kar1,pf \\
+              --nfe 20,50 --samples 1000 --chains 10 --out results/latent
 
         The settings and their defaults are those of a profile's [curves] (profiles/README.md): one definition.
         """)
@@ -84,8 +105,26 @@ struct CurvesCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Comma-separated NFE budgets per sample, each in 4…100000 (default 10,20,50,100).", valueName: "list"))
     var nfe: String?
 
-    @Option(name: .long, help: ArgumentHelp("on (DLG only), off (vanilla only) or both.", valueName: "on|off|both"))
-    var dlg: String = "both"
+    @Option(name: .long, help: ArgumentHelp("on (DLG only), off (vanilla only) or both (default both; off with --decoder).", valueName: "on|off|both"))
+    var dlg: String?
+
+    @Option(help: ArgumentHelp("--score model, latent model: the SD-VAE decoder weights (diffusers safetensors; the full AutoencoderKL file loads).", valueName: "file"))
+    var decoder: String?
+
+    @Option(name: .customLong("vae-config"), help: ArgumentHelp("The decoder's config: sd-vae-ft-ema, sd-vae-ft-mse or a diffusers config.json (default sd-vae-ft-ema).", valueName: "name|file"))
+    var vaeConfig: String?
+
+    @Option(name: .customLong("fid-ref"), help: ArgumentHelp("Latent model: FID reference, statistics .npz (mu, sigma) or reference images (see `moebench fid --help`).", valueName: "ref.npz|DIR"))
+    var fidRef: String?
+
+    @Option(help: ArgumentHelp("Latent model: pytorch-fid's Inception weights as safetensors (tools/convert_fid_inception.py).", valueName: "file"))
+    var inception: String?
+
+    @Flag(help: "Latent model: also compute KID per cell (needs reference features).")
+    var kid = false
+
+    @Option(name: .customLong("fid-batch"), help: "Latent model: images per VAE decode and Inception batch (about 205 MB per image at 256²).")
+    var fidBatch: Int = 2
 
     @Option(name: .long, help: "Samples per cell that FD is computed from, 2…10000000 (default 1000).")
     var samples: Int?
@@ -140,6 +179,8 @@ struct CurvesCommand: ParsableCommand {
                 return v
             }
         }
+        let imageFID = decoder != nil || fidRef != nil || inception != nil
+        let dlg = self.dlg ?? (imageFID ? "off" : "both")
         guard let mode = DLGMode(rawValue: dlg) else { throw ValidationError("--dlg must be on, off or both, got '\(dlg)'") }
         c.dlg = mode
         c.samples = samples ?? c.samples
@@ -156,6 +197,7 @@ struct CurvesCommand: ParsableCommand {
         c.testbed.isotropicStd = isotropicStd ?? c.testbed.isotropicStd
         c.testbed.seed = testbedSeed
         c.testbed.sigmaMax = sigmaMax
+        c.decoder = decoder; c.vaeConfig = vaeConfig; c.fidRef = fidRef; c.inception = inception; c.kid = kid ? true : nil
         do { try c.validate() } catch let p as CurvesSettings.Problem { throw ValidationError("\(p.flag): expected \(p.message)") }
         return c
     }
@@ -163,6 +205,7 @@ struct CurvesCommand: ParsableCommand {
     func validate() throws {
         if score == "model" && weights == nil { throw ValidationError("--score model needs --weights (a trained checkpoint, e.g. from `moebench train`)") }
         if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be between 1 and 256, got \(threads)") }
+        guard (1...64).contains(fidBatch) else { throw ValidationError("--fid-batch must be in 1…64, got \(fidBatch)") }
         guard (1...256).contains(blasThreads) else { throw ValidationError("--blas-threads must be between 1 and 256, got \(blasThreads)") }
         _ = try settings()
     }
@@ -176,8 +219,26 @@ struct CurvesCommand: ParsableCommand {
         BLASThreads.set(blasThreads)
         let source: CurveScoreSource
         let title: String
-        if score == "model" {
-            let model = try loadModel()
+        let log0: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        var latent: LatentScoreSource?
+        if settings.imageFID {
+            let model = try loadModel(latent: true)
+            let vae = try loadDecoder(latentSide: model.config.inputSize)
+            let extractor = try FIDFeatureExtractor(path: inception!, maxBatch: fidBatch)
+            let builder = FIDStatisticsBuilder(extractor: extractor, cache: FIDStatsCache(directory: FIDStatsCache.defaultDirectory()))
+            builder.log = log0
+            builder.progress = FIDCommand.progressPrinter(log0)
+            let reference = try FIDReference.load(fidRef!, builder: builder, needFeatures: kid)
+            let s = try LatentScoreSource(model: model, name: model.config.name, cfgScale: cfgScale, batch: chains, decoder: vae,
+                                          decoderIdentity: "sha256:" + FIDFeatureExtractor.fileDigest(path: decoder!),
+                                          extractor: extractor, reference: reference,
+                                          referenceName: (fidRef! as NSString).lastPathComponent, kid: kid)
+            s.log = log0
+            latent = s
+            source = s
+            title = "NFE vs Inception FID of \(model.config.name) — \(samples) samples, \(seeds) seed(s)"
+        } else if score == "model" {
+            let model = try loadModel(latent: false)
             let (train, heldOut) = try DigitsDataset.bundled().split()
             func unit(_ d: DigitsDataset) -> [Float] { d.pixels.map { ($0 + 1) / 2 } }
             let (estimator, fid) = try ModelScoreSource.bundledInstruments()
@@ -196,6 +257,7 @@ struct CurvesCommand: ParsableCommand {
             + "\(config.dlgModes.count) mode(s) × \(config.seeds.count) seed(s), \(samples) samples per cell → \(out)")
         let t0 = Date()
         let sweep = try CurveSweep(source: source, config: config, store: store, progress: log)
+        if latent != nil { log("curves: latent model: vanilla cells only; fd = fid = Inception FID against \(fidRef!)") }
         if source is ModelScoreSource { sweep.onCellSamples = { row, samples in try CellSamples.write(row: row, samples: samples, side: 8, directory: out) } }
         let rows = try sweep.run()
         let summary = CurveSummary(rows: rows)
@@ -213,12 +275,30 @@ struct CurvesCommand: ParsableCommand {
         }
     }
 
-    /// The DiT of --score model, with its experts on the cluster when --hosts is given.
-    private func loadModel() throws -> DiTModel {
+    /// The SD-VAE decoder of --decoder/--vae-config for latents of `latentSide`², errors naming the file.
+    private func loadDecoder(latentSide: Int) throws -> VAEDecoder {
+        let path = decoder!
+        guard FileManager.default.fileExists(atPath: path) else { throw RuntimeError("\(path): no such file (--decoder: the SD-VAE decoder's safetensors, docs/fid.md)") }
+        do {
+            let config = try VAEConfig.named(vaeConfig ?? "sd-vae-ft-ema")
+            let weights = try VAEDecoderWeights(file: SafetensorsFile(path: path), config: config)
+            return VAEDecoder(weights: weights, latentHeight: latentSide, latentWidth: latentSide, maxBatch: fidBatch)
+        } catch let e as DiTError {
+            throw RuntimeError(e.description)
+        }
+    }
+
+    /// The DiT of --score model, with its experts on the cluster when --hosts is given; a digits model, or with
+    /// `latent` a latent model (in_channels 4).
+    private func loadModel(latent: Bool) throws -> DiTModel {
         EngineThreads.configure(threads)
         do {
             let cfg = try DiTConfig.resolve(config)
-            guard cfg.inputSize == 8, cfg.inChannels == 1, cfg.numClasses == 10 else {
+            if latent {
+                guard cfg.inChannels == 4 else {
+                    throw RuntimeError("--config \(config): --decoder/--fid-ref/--inception score a latent model (in_channels 4, e.g. DiT-MoE-S/2-8E2A); got in_channels \(cfg.inChannels)")
+                }
+            } else if !(cfg.inputSize == 8 && cfg.inChannels == 1 && cfg.numClasses == 10) {
                 throw RuntimeError("--config \(config): --score model samples the digits (input_size 8, in_channels 1, num_classes 10); got input_size \(cfg.inputSize), in_channels \(cfg.inChannels), num_classes \(cfg.numClasses)")
             }
             let model = try DiTModel(config: cfg, source: .safetensors(path: weights!))

@@ -7,7 +7,7 @@ struct Moebench: ParsableCommand {
         commandName: "moebench",
         abstract: "Benchmark, profile and serve DiT-MoE and dense DiT models; compare diffusion samplers.",
         version: MoebenchVersion.description,
-        subcommands: [Suite.self, Forward.self, TrainCommand.self, CurvesCommand.self, ReportCommand.self, CompareCommand.self, WorkerCommand.self, ClusterCommand.self])
+        subcommands: [Suite.self, Forward.self, TrainCommand.self, CurvesCommand.self, FIDCommand.self, ReportCommand.self, CompareCommand.self, WorkerCommand.self, ClusterCommand.self])
 }
 
 // Mistakes in the command line (parsing, and ValidationError from a command) print the usage (ArgumentParser);

@@ -129,9 +129,17 @@ final class ProfileTests: XCTestCase {
         XCTAssertNoThrow(try CurvesSettings.standard.validate())
         XCTAssertEqual(CurvesSettings.Problem(key: "testbed.sigma_max", message: "").flag, "--sigma-max")
         XCTAssertEqual(CurvesSettings.Problem(key: "dlg_skip_fraction", message: "").flag, "--dlg-skip-fraction")
+        XCTAssertEqual(CurvesSettings.Problem(key: "fid_ref", message: "").flag, "--fid-ref")
         let c = CurvesSettings.standard.sweepConfig(chains: 300)   // 1000 samples: the largest divisor ≤ 300 is 250
         XCTAssertEqual(c.chains, 250)
         XCTAssertEqual(c.budgets, [10, 20, 50, 100])
+    }
+
+    /// The latent-FID keys are CurvesSettings' (so known), but a suite refuses them by name.
+    func testLatentFIDKeysAreKnownButRefusedInSuites() {
+        assertError("[curves]\nscore = \"model\"\nmodels = [\"m\"]\ndlg = \"off\"\ndecoder = \"vae.safetensors\"\nfid_ref = \"r.npz\"\ninception = \"i.safetensors\"\n",
+                    .badValue, "curves.decoder", contains: "moebench curves --config")
+        assertError("[curves]\nkid = true\n", .badValue, "curves.kid", contains: "not available in suites")
     }
 
     func testBadValues() {

@@ -38,12 +38,18 @@ public struct CurveRow: Codable, Sendable, Equatable {
     public var fidDigitsUpper: Double?
     public var fdLower: Double?
     public var fdUpper: Double?
+    /// Latent models: Inception FID of the decoded samples against the reference statistics (= `fd`), and KID (mean
+    /// and std over subsets) when asked for.
+    public var fid: Double?
+    public var kid: Double?
+    public var kidStd: Double?
 
     enum CodingKeys: String, CodingKey {
         case source, integrator, dlg, budget, nfe, step, nSkip = "n_skip", epsilon, skipFraction = "skip_fraction", fd,
              samples, seed, chains, meanStartSigma = "mean_start_sigma", warmupNFE = "warmup_nfe", seconds
         case fidDigits = "fid_digits", fidDigitsLower = "fid_digits_lower", fidDigitsUpper = "fid_digits_upper"
         case fdLower = "fd_lower", fdUpper = "fd_upper"
+        case fid, kid, kidStd = "kid_std"
     }
 
     /// Identity of a cell for resuming: rows with the same key are the same measurement.
@@ -52,7 +58,7 @@ public struct CurveRow: Codable, Sendable, Equatable {
          epsilon.map { "\($0)" } ?? "-", skipFraction.map { "\($0)" } ?? "-"].joined(separator: "|")
     }
 
-    static let csvHeader = "source,integrator,dlg,budget,nfe,step,n_skip,epsilon,skip_fraction,fd,samples,seed,chains,mean_start_sigma,warmup_nfe,seconds,fid_digits,fid_digits_lower,fid_digits_upper,fd_lower,fd_upper"
+    static let csvHeader = "source,integrator,dlg,budget,nfe,step,n_skip,epsilon,skip_fraction,fd,samples,seed,chains,mean_start_sigma,warmup_nfe,seconds,fid_digits,fid_digits_lower,fid_digits_upper,fd_lower,fd_upper,fid,kid,kid_std"
 
     /// One CSV line (CSVText, without its newline), in `csvHeader`'s order.
     var csvLine: String {
@@ -62,7 +68,7 @@ public struct CurveRow: Codable, Sendable, Equatable {
             .text(source), .text(integrator), .bool(dlg), .number(Double(budget)), .number(nfe), .text(step), o(nSkip), o(epsilon),
             o(skipFraction), .number(fd), .number(Double(samples)), .number(Double(seed)), .number(Double(chains)),
             o(meanStartSigma), o(warmupNFE), .number((seconds * 1000).rounded() / 1000), o(fidDigits), o(fidDigitsLower),
-            o(fidDigitsUpper), o(fdLower), o(fdUpper)]
+            o(fidDigitsUpper), o(fdLower), o(fdUpper), o(fid), o(kid), o(kidStd)]
         return String(CSVText.line(fields).dropLast())
     }
 }

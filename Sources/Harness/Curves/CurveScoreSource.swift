@@ -22,10 +22,17 @@ public protocol CurveScoreSource: AnyObject {
     func exactSamples(count: Int, seed: UInt64) -> [Float]?
     /// Fills a row's extra measurements of `samples` (e.g. FID-digits and bootstrap intervals); default: none.
     func measure(_ samples: [Float], into row: inout CurveRow) throws
+    /// True when `measure` sets the row's `fd` itself (e.g. Inception FID of decoded latents): the sweep then computes
+    /// no data-space FD, no bootstrap interval and no floor row. Default false.
+    var measuresFD: Bool { get }
+    /// Called before each vanilla block of a cell with the block's index (e.g. to rotate class labels); default: none.
+    func beginBlock(_ block: Int)
 }
 
 extension CurveScoreSource {
     public func measure(_ samples: [Float], into row: inout CurveRow) throws {}
+    public var measuresFD: Bool { false }
+    public func beginBlock(_ block: Int) {}
 }
 
 /// The exact-score testbed (LowRankGaussianMixture) as a curves source. Testbed units are image-like ([0,1]-pixel

@@ -94,7 +94,7 @@ public final class CurveSweep {
         let all = cells
         var done = 0, skipped = 0
         let t0 = Date()
-        for seed in config.seeds {
+        for seed in config.seeds where !source.measuresFD {
             let row = floorRow(seed: seed)
             if !store.contains(row.key), let draws = source.exactSamples(count: config.samples, seed: UInt64(seed)) {
                 let start = Date()
@@ -130,7 +130,7 @@ public final class CurveSweep {
     /// The rows of this sweep's cells and floors currently in the store.
     public func rows() -> [CurveRow] {
         var want = Set(cells.map { template($0, plan: plan($0)).key })
-        for s in config.seeds { want.insert(floorRow(seed: s).key) }
+        for s in config.seeds where !source.measuresFD { want.insert(floorRow(seed: s).key) }
         return store.rows.filter { want.contains($0.key) }
     }
 
@@ -193,6 +193,7 @@ public final class CurveSweep {
             row.meanStartSigma = sigmaSum / Double(blocks)
         } else {
             for blk in 0..<blocks {
+                source.beginBlock(blk)
                 let r = try samples.withUnsafeMutableBufferPointer {
                     try sampleVanilla(p.integrator, batch: b, sigmaMax: source.sigmaMax, finish: source.finish,
                                       context: context, into: $0.baseAddress! + blk * b * d)
@@ -201,9 +202,9 @@ public final class CurveSweep {
             }
         }
         row.nfe = Double(nfeSum) / Double(blocks)
-        row.fd = try FrechetDistance.samples(samples, dimension: d, against: reference)
+        if !source.measuresFD { row.fd = try FrechetDistance.samples(samples, dimension: d, against: reference) }
         try source.measure(samples, into: &row)
-        try addInterval(samples, reference: reference, seed: Self.noiseSeed(cell), into: &row)
+        if !source.measuresFD { try addInterval(samples, reference: reference, seed: Self.noiseSeed(cell), into: &row) }
         row.seconds = Date().timeIntervalSince(start)
         return (row, samples)
     }

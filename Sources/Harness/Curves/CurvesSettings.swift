@@ -44,6 +44,17 @@ public struct CurvesSettings: Codable, Equatable, Sendable {
     public var dlgEps: Double?
     /// Share of a DLG budget spent on Langevin steps, in (0, 1); nil: 0.3.
     public var dlgSkipFraction: Double?
+    /// score = "model" with a latent model (in_channels 4): Inception FID per cell. The SD-VAE decoder weights
+    /// (diffusers safetensors), its config (a built-in name or a diffusers config.json; nil: sd-vae-ft-ema), the
+    /// reference statistics (.npz with mu/sigma, or an image set), pytorch-fid's Inception weights, and KID.
+    public var decoder: String?
+    public var vaeConfig: String?
+    public var fidRef: String?
+    public var inception: String?
+    public var kid: Bool?
+
+    /// True when the rows carry Inception FID of decoded latents.
+    public var imageFID: Bool { decoder != nil || fidRef != nil || inception != nil }
 
     /// The defaults of both `moebench curves` and `[curves]` (about 1 min for the testbed on 2 cores).
     public static let standard = CurvesSettings(
@@ -90,6 +101,14 @@ public struct CurvesSettings: Codable, Equatable, Sendable {
         try need(cfgScale.map { $0.isFinite && Limits.cfgScale.contains($0) } ?? true, "cfg_scale", "a guidance scale in \(show(Limits.cfgScale))")
         try need(dlgEps.map { $0.isFinite && Limits.dlgEps.contains($0) } ?? true, "dlg_eps", "a Langevin step in \(show(Limits.dlgEps)) (data units²)")
         try need(dlgSkipFraction.map { Limits.dlgSkipFraction.contains($0) } ?? true, "dlg_skip_fraction", "a share in \(show(Limits.dlgSkipFraction))")
+        if imageFID {
+            try need(score == "model", "score", "\"model\" (decoder, fid_ref and inception score a latent model's samples)")
+            try need(decoder != nil, "decoder", "the VAE decoder's safetensors file (with fid_ref and inception)")
+            try need(fidRef != nil, "fid_ref", "reference statistics (.npz with mu/sigma) or reference images (with decoder and inception)")
+            try need(inception != nil, "inception", "pytorch-fid's Inception weights as safetensors (tools/convert_fid_inception.py)")
+            try need(dlg == .off, "dlg", "\"off\": DLG's σ-step needs a noise-level classifier, and none exists for ImageNet latents (latent models run vanilla cells only)")
+        }
+        try need(kid != true || imageFID, "kid", "decoder, fid_ref and inception as well (KID is computed on Inception features)")
         let t = testbed
         try need(Limits.dim.contains(t.dim), "testbed.dim", "a dimension in \(show(Limits.dim)), found \(t.dim)")
         try need(Limits.components.contains(t.components), "testbed.components", "a component count in \(show(Limits.components)), found \(t.components)")

@@ -264,7 +264,7 @@ extension Profile {
             seed: UInt64(try tb.int("seed", in: 0...Int.max, "a seed ≥ 0") ?? Int(d.testbed.seed)),
             sigmaMax: try tb.double("sigma_max", real, "a number"))
         try tb.finish(known: ["dim", "components", "rank", "isotropic_std", "seed", "sigma_max"])
-        let out = CurvesSettings(
+        var out = CurvesSettings(
             score: try r.string("score") ?? d.score,
             integrators: try r.choiceArray("integrators", IntegratorKind.self) ?? d.integrators,
             nfe: try r.intArray("nfe", in: L.nfe, "an NFE budget in \(L.nfe)") ?? d.nfe,
@@ -278,8 +278,17 @@ extension Profile {
             chains: try r.int("chains", in: L.chains, "a chain count in \(L.chains)") ?? d.chains,
             dlgEps: try r.double("dlg_eps", real, "a number"),
             dlgSkipFraction: try r.double("dlg_skip_fraction", real, "a number"))
+        out.decoder = try r.string("decoder"); out.vaeConfig = try r.string("vae_config"); out.fidRef = try r.string("fid_ref")
+        out.inception = try r.string("inception"); out.kid = try r.bool("kid")
         try r.finish(known: ["enabled", "score", "integrators", "nfe", "dlg", "samples", "seeds", "testbed", "models",
-                             "execution", "cfg_scale", "chains", "dlg_eps", "dlg_skip_fraction"])
+                             "execution", "cfg_scale", "chains", "dlg_eps", "dlg_skip_fraction", "decoder", "vae_config",
+                             "fid_ref", "inception", "kid"])
+        if out.imageFID || out.kid == true {
+            // The keys are CurvesSettings' (one definition with `moebench curves`), but a suite samples the bundled
+            // digits models, which have no VAE: Inception FID of latent models runs from the command.
+            throw r.error(.badValue, r.keyPath(out.decoder != nil ? "decoder" : out.fidRef != nil ? "fid_ref" : out.inception != nil ? "inception" : "kid"),
+                          "not available in suites (they sample the bundled digits models); run latent models with `moebench curves --config … --weights … --decoder … --fid-ref … --inception …`")
+        }
         do { try out.validate() } catch let p as CurvesSettings.Problem {
             throw r.error(.badValue, r.keyPath(p.key), "expected " + p.message)
         }
