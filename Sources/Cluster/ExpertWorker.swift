@@ -79,6 +79,12 @@ public final class ExpertWorker: @unchecked Sendable {
     private var failedHandshakeCount = 0
     private var refusedConnectionCount = 0
     private let started = monotonicNanos()
+    /// Connection scratch kept between connections, and malloc_trim after closes (WorkerSessionPool.swift).
+    let sessions = WorkerSessionPool(capacity: ExpertWorker.pooledSessions, maxRows: ExpertWorker.pooledRows, trimInterval: 1)
+    /// Idle connection sessions kept (a worker usually serves one coordinator connection per client process).
+    static let pooledSessions = 4
+    /// Activation rows a pooled session keeps (a larger request's buffers are freed when its connection ends).
+    static let pooledRows = 4096
 
     struct Traffic { var received: UInt64 = 0, sent: UInt64 = 0 }
 
@@ -227,6 +233,7 @@ public final class ExpertWorker: @unchecked Sendable {
             self.closedTraffic.sent &+= last.sent
             self.activeThreads -= 1
             self.lock.unlock()
+            self.sessions.trimIfDue()
         }
         t.stackSize = 1 << 20
         t.start()
@@ -311,7 +318,8 @@ public final class ExpertWorker: @unchecked Sendable {
     func handle(_ conn: WireConnection) {
         defer { publishTraffic(conn) }
         publishTraffic(conn)
-        let session = WorkerSession(worker: self)
+        let session = sessions.take { WorkerSession(worker: self) }
+        defer { sessions.give(session) }
         while conn.isOpen {
             switch awaitPeer(conn, timeout: options.idleTimeout) {
             case .readable: break
@@ -375,7 +383,8 @@ public final class ExpertWorker: @unchecked Sendable {
 /// Per-connection buffers of a worker (grown as needed, reused for every request).
 final class WorkerSession {
     let worker: ExpertWorker
-    let codec = ShardCodec()
+    /// Its scratch grows with the largest shard decoded or encoded (rows × dim); `release()` starts a fresh one.
+    private(set) var codec = ShardCodec()
     var groups: [ExpertGroup] = []
     var input: UnsafeMutablePointer<Float>
     var gate: UnsafeMutablePointer<Float>
@@ -399,6 +408,15 @@ final class WorkerSession {
     }
     deinit {
         hidden.deallocate(); widen?.deallocate(); input.deallocate(); gate.deallocate(); output.deallocate()
+    }
+
+    /// Frees the activation buffers grown by `ensure(rows:)` and the codec's scratch, which grew with them (the
+    /// next request allocates them again).
+    func release() {
+        input.deallocate(); gate.deallocate(); output.deallocate()
+        input = .allocate(capacity: 1); gate = .allocate(capacity: 1); output = .allocate(capacity: 1)
+        capacityRows = 0
+        codec = ShardCodec()
     }
 
     func ensure(rows: Int) {
