@@ -80,11 +80,14 @@ public final class ExpertWorker: @unchecked Sendable {
     private var refusedConnectionCount = 0
     private let started = monotonicNanos()
     /// Connection scratch kept between connections, and malloc_trim after closes (WorkerSessionPool.swift).
-    let sessions = WorkerSessionPool(capacity: ExpertWorker.pooledSessions, maxRows: ExpertWorker.pooledRows, trimInterval: 1)
+    let sessions = WorkerSessionPool(capacity: ExpertWorker.pooledSessions, maxRows: ExpertWorker.pooledRows,
+                                     maxFrameBytes: ExpertWorker.pooledFrameBytes, trimInterval: 1)
     /// Idle connection sessions kept (a worker usually serves one coordinator connection per client process).
     static let pooledSessions = 4
     /// Activation rows a pooled session keeps (a larger request's buffers are freed when its connection ends).
     static let pooledRows = 4096
+    /// Frame-buffer bytes a pooled session keeps (send + receive capacity; larger ones are freed at the close).
+    static let pooledFrameBytes = 16 << 20
 
     struct Traffic { var received: UInt64 = 0, sent: UInt64 = 0 }
 
@@ -319,7 +322,12 @@ public final class ExpertWorker: @unchecked Sendable {
         defer { publishTraffic(conn) }
         publishTraffic(conn)
         let session = sessions.take { WorkerSession(worker: self) }
-        defer { sessions.give(session) }
+        // The session's frame buffers serve this connection; the handshake's go back to it when it ends.
+        let handshakeBuffers = conn.swapBuffers(send: session.sendBuffer, receive: session.receiveBuffer)
+        defer {
+            (session.sendBuffer, session.receiveBuffer) = conn.swapBuffers(send: handshakeBuffers.send, receive: handshakeBuffers.receive)
+            sessions.give(session)
+        }
         while conn.isOpen {
             switch awaitPeer(conn, timeout: options.idleTimeout) {
             case .readable: break
@@ -385,6 +393,10 @@ final class WorkerSession {
     let worker: ExpertWorker
     /// Its scratch grows with the largest shard decoded or encoded (rows × dim); `release()` starts a fresh one.
     private(set) var codec = ShardCodec()
+    /// The connection's frame buffers while it is served (WireConnection.swapBuffers); they grow to the largest
+    /// frame seen, and a pooled session keeps them.
+    var sendBuffer = WireBuffer()
+    var receiveBuffer = WireBuffer()
     var groups: [ExpertGroup] = []
     var input: UnsafeMutablePointer<Float>
     var gate: UnsafeMutablePointer<Float>
@@ -410,14 +422,18 @@ final class WorkerSession {
         hidden.deallocate(); widen?.deallocate(); input.deallocate(); gate.deallocate(); output.deallocate()
     }
 
-    /// Frees the activation buffers grown by `ensure(rows:)` and the codec's scratch, which grew with them (the
-    /// next request allocates them again).
+    /// Frees the activation buffers grown by `ensure(rows:)`, the codec's scratch and the frame buffers, which grew
+    /// with them (the next request allocates them again).
     func release() {
         input.deallocate(); gate.deallocate(); output.deallocate()
         input = .allocate(capacity: 1); gate = .allocate(capacity: 1); output = .allocate(capacity: 1)
         capacityRows = 0
         codec = ShardCodec()
+        sendBuffer = WireBuffer(); receiveBuffer = WireBuffer()
     }
+
+    /// Bytes of the frame buffers (their capacity; only touched pages are resident).
+    var frameBufferBytes: Int { sendBuffer.capacity + receiveBuffer.capacity }
 
     func ensure(rows: Int) {
         guard rows > capacityRows else { return }

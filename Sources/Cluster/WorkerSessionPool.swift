@@ -1,5 +1,5 @@
-// The per-connection scratch of a worker (WorkerSession: decoded activations, gates, outputs, the experts' hidden
-// activations and the codec's buffers), kept for the next connection instead of mapped and unmapped with every
+// The per-connection scratch of a worker (WorkerSession: the frame buffers, decoded activations, gates, outputs, the
+// experts' hidden activations and the codec's buffers), kept for the next connection instead of mapped and unmapped with every
 // connection, and glibc's free memory given back when connections close.
 //
 // Why: these buffers are 64 KiB and larger, so (ExpertWorker.configureProcess) each is a mapping of its own whose
@@ -8,7 +8,8 @@
 // they fell. Pooled sessions keep their pages for the next connection (RSS stays at the high-water mark of
 // `capacity` sessions), and `trimIfDue` calls malloc_trim(0) after a connection closes, at most once per
 // `trimInterval`, so the arenas hold only what is in use. A session that grew beyond `maxRows` rows gives that
-// memory back before it is pooled, so a pooled session costs at most its fixed scratch plus `maxRows` rows.
+// memory back before it is pooled, and so does one whose frame buffers grew beyond `maxFrameBytes`: a pooled session
+// costs at most its fixed scratch, `maxRows` rows and `maxFrameBytes`.
 import CSupport
 import Foundation
 import Wire
@@ -18,6 +19,8 @@ final class WorkerSessionPool: @unchecked Sendable {
     let capacity: Int
     /// Rows of activations a pooled session may keep (its `ensure(rows:)` capacity).
     let maxRows: Int
+    /// Frame-buffer bytes (send + receive capacity) a pooled session may keep.
+    let maxFrameBytes: Int
     /// Seconds between two malloc_trim calls at least.
     let trimInterval: Double
     private let lock = NSLock()
@@ -26,8 +29,8 @@ final class WorkerSessionPool: @unchecked Sendable {
     private var lastTrim: UInt64 = 0
     private(set) var trims = 0
 
-    init(capacity: Int, maxRows: Int, trimInterval: Double) {
-        self.capacity = capacity; self.maxRows = maxRows; self.trimInterval = trimInterval
+    init(capacity: Int, maxRows: Int, maxFrameBytes: Int, trimInterval: Double) {
+        self.capacity = capacity; self.maxRows = maxRows; self.maxFrameBytes = maxFrameBytes; self.trimInterval = trimInterval
     }
 
     var idleCount: Int { lock.lock(); defer { lock.unlock() }; return idle.count }
@@ -42,7 +45,7 @@ final class WorkerSessionPool: @unchecked Sendable {
 
     /// Keeps `session` for the next connection unless `capacity` are idle already (then it is freed).
     func give(_ session: WorkerSession) {
-        if session.capacityRows > maxRows { session.release() }
+        if session.capacityRows > maxRows || session.frameBufferBytes > maxFrameBytes { session.release() }
         lock.lock()
         if idle.count < capacity { idle.append(session) }
         lock.unlock()
