@@ -422,13 +422,17 @@ final class WorkerSession {
         hidden.deallocate(); widen?.deallocate(); input.deallocate(); gate.deallocate(); output.deallocate()
     }
 
-    /// Frees the activation buffers grown by `ensure(rows:)`, the codec's scratch and the frame buffers, which grew
-    /// with them (the next request allocates them again).
-    func release() {
+    /// Frees the activation buffers grown by `ensure(rows:)` and the codec's scratch, which grew with them (the
+    /// next request allocates them again at its size). The frame buffers are kept: `releaseFrameBuffers()`.
+    func releaseRows() {
         input.deallocate(); gate.deallocate(); output.deallocate()
         input = .allocate(capacity: 1); gate = .allocate(capacity: 1); output = .allocate(capacity: 1)
         capacityRows = 0
         codec = ShardCodec()
+    }
+
+    /// Replaces the frame buffers by fresh 64 KiB ones.
+    func releaseFrameBuffers() {
         sendBuffer = WireBuffer(); receiveBuffer = WireBuffer()
     }
 

@@ -8,8 +8,8 @@
 // they fell. Pooled sessions keep their pages for the next connection (RSS stays at the high-water mark of
 // `capacity` sessions), and `trimIfDue` calls malloc_trim(0) after a connection closes, at most once per
 // `trimInterval`, so the arenas hold only what is in use. A session that grew beyond `maxRows` rows gives that
-// memory back before it is pooled, and so does one whose frame buffers grew beyond `maxFrameBytes`: a pooled session
-// costs at most its fixed scratch, `maxRows` rows and `maxFrameBytes`.
+// memory back before it is pooled, and so does one whose frame buffers grew beyond `maxFrameBytes` (each part on
+// its own): a pooled session costs at most its fixed scratch, `maxRows` rows and `maxFrameBytes`.
 import CSupport
 import Foundation
 import Wire
@@ -45,7 +45,10 @@ final class WorkerSessionPool: @unchecked Sendable {
 
     /// Keeps `session` for the next connection unless `capacity` are idle already (then it is freed).
     func give(_ session: WorkerSession) {
-        if session.capacityRows > maxRows || session.frameBufferBytes > maxFrameBytes { session.release() }
+        // Only what grew beyond its limit is freed: the rest keeps its touched pages, so a pooled session's
+        // footprint does not drop and come back when one request was unusually large.
+        if session.capacityRows > maxRows { session.releaseRows() }
+        if session.frameBufferBytes > maxFrameBytes { session.releaseFrameBuffers() }
         lock.lock()
         if idle.count < capacity { idle.append(session) }
         lock.unlock()

@@ -47,10 +47,15 @@ final class WorkerSessionPoolTests: XCTestCase {
         let sessions = (0..<3).map { _ in WorkerSession(worker: w) }
         sessions[0].ensure(rows: 100)                         // beyond maxRows
         sessions[1].receiveBuffer.ensureCapacity(4 << 20)     // beyond maxFrameBytes
+        sessions[0].receiveBuffer.ensureCapacity(256 << 10)   // within maxFrameBytes: kept
+        let keptBuffer = ObjectIdentifier(sessions[0].receiveBuffer)
+        sessions[1].ensure(rows: 4)                           // within maxRows: kept
         for s in sessions { pool.give(s) }
         XCTAssertEqual(pool.idleCount, 2)
         XCTAssertEqual(sessions[0].capacityRows, 0)
+        XCTAssertEqual(ObjectIdentifier(sessions[0].receiveBuffer), keptBuffer, "only the oversized part is freed")
         XCTAssertLessThanOrEqual(sessions[1].frameBufferBytes, 1 << 20)
+        XCTAssertEqual(sessions[1].capacityRows, 4)
         XCTAssertTrue(pool.trimIfDue())
         XCTAssertFalse(pool.trimIfDue(), "at most one malloc_trim per trimInterval")
     }
