@@ -12,34 +12,34 @@ struct CompareCommand: ParsableCommand {
         commandName: "compare",
         abstract: "Compare two results directories: timing, sample quality (FD) and load balance, B/A with 95% intervals, regressions.",
         discussion: """
-            RUN_A and RUN_B are directories written by `moebench suite`. Three groups of cells are compared when both
+            RUN_A and RUN_B are directories written by `moebench suite`. Three groups of cells are compared when both \
             runs have them:
 
-            Timing: the cost part's cells (same model, execution and codec, batch, scenario and precision) and its
-            paired MoE/dense ratios. Both medians, B/A (ratio of medians) and its 95% percentile bootstrap interval
+            Timing: the cost part's cells (same model, execution and codec, batch, scenario and precision) and its \
+            paired MoE/dense ratios. Both medians, B/A (ratio of medians) and its 95% percentile bootstrap interval \
             from the stored raw latencies (each run resampled on its own; no interval below 5 queries).
 
-            Sample quality: every curves cell (model or testbed, integrator, mode, budget, seed; same sample count and
-            DLG settings) and the finite-sample reference rows. FID-digits for trained models, FD for the testbed;
-            both values, both mean NFE, B/A and its 95% interval: a paired bootstrap over the cell's stored samples
-            (the same indices from both runs, FD against the same reference) when both runs stored them and the
+            Sample quality: every curves cell (model or testbed, integrator, mode, budget, seed; same sample count and \
+            DLG settings) and the finite-sample reference rows. FID-digits for trained models, FD for the testbed; \
+            both values, both mean NFE, B/A and its 95% interval: a paired bootstrap over the cell's stored samples \
+            (the same indices from both runs, FD against the same reference) when both runs stored them and the \
             shipped FID-digits instruments reproduce both values, otherwise from the two rows' own intervals.
 
-            Load balance: overall expert, worker and NUMA balancedness (higher is better) and MaxVio (shown only),
+            Load balance: overall expert, worker and NUMA balancedness (higher is better) and MaxVio (shown only), \
             from one deterministic routing pass, so without interval.
 
-            Verdict per cell: regression when worse by more than the group's threshold (B/A > 1 + t; A/B for
-            balancedness) and the interval excludes 1 (or there is none), improvement likewise the other way, unclear
-            when beyond the threshold but the interval contains 1, same otherwise. Cells present in only one run are
+            Verdict per cell: regression when worse by more than the group's threshold (B/A > 1 + t; A/B for \
+            balancedness) and the interval excludes 1 (or there is none), improvement likewise the other way, unclear \
+            when beyond the threshold but the interval contains 1, same otherwise. Cells present in only one run are \
             listed; runs measured on a busy machine are named. See docs/results.md.
 
-            Exit status: 0; 2 when --fail-above is given and a timing or load-balance cell regressed by more than it,
-            or --fail-above-fd is given and a sample-quality cell did; 1 on errors (missing directory, missing or
+            Exit status: 0; 2 when --fail-above is given and a timing or load-balance cell regressed by more than it, \
+            or --fail-above-fd is given and a sample-quality cell did; 1 on errors (missing directory, missing or \
             unreadable results.json or curves files).
 
             EXAMPLES
-              moebench compare results/20260101-120000-default results/20260102-120000-default
-              moebench compare A B --threshold 0.10 --fail-above 0.10 --format csv > diff.csv
+              moebench compare results/RUN_A results/RUN_B
+              moebench compare A B --fail-above 0.10 --format csv > diff.csv
               moebench compare A B --fail-above 0.10 --fail-above-fd 0.25
             """)
 
