@@ -37,3 +37,7 @@ int moe_affinity_count(void) {
 int moe_tune_malloc(int arenas, size_t mmap_threshold) {
     return mallopt(M_ARENA_MAX, arenas) == 1 && mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) == 1;
 }
+
+int moe_trim_malloc(void) {
+    return malloc_trim(0);
+}

@@ -79,6 +79,15 @@ public final class ExpertWorker: @unchecked Sendable {
     private var failedHandshakeCount = 0
     private var refusedConnectionCount = 0
     private let started = monotonicNanos()
+    /// Connection scratch kept between connections, and malloc_trim after closes (WorkerSessionPool.swift).
+    let sessions = WorkerSessionPool(capacity: ExpertWorker.pooledSessions, maxRows: ExpertWorker.pooledRows,
+                                     maxFrameBytes: ExpertWorker.pooledFrameBytes, trimInterval: 1)
+    /// Idle connection sessions kept (a worker usually serves one coordinator connection per client process).
+    static let pooledSessions = 4
+    /// Activation rows a pooled session keeps (a larger request's buffers are freed when its connection ends).
+    static let pooledRows = 4096
+    /// Frame-buffer bytes a pooled session keeps (send + receive capacity; larger ones are freed at the close).
+    static let pooledFrameBytes = 16 << 20
 
     struct Traffic { var received: UInt64 = 0, sent: UInt64 = 0 }
 
@@ -227,6 +236,7 @@ public final class ExpertWorker: @unchecked Sendable {
             self.closedTraffic.sent &+= last.sent
             self.activeThreads -= 1
             self.lock.unlock()
+            self.sessions.trimIfDue()
         }
         t.stackSize = 1 << 20
         t.start()
@@ -311,7 +321,13 @@ public final class ExpertWorker: @unchecked Sendable {
     func handle(_ conn: WireConnection) {
         defer { publishTraffic(conn) }
         publishTraffic(conn)
-        let session = WorkerSession(worker: self)
+        let session = sessions.take { WorkerSession(worker: self) }
+        // The session's frame buffers serve this connection; the handshake's go back to it when it ends.
+        let handshakeBuffers = conn.swapBuffers(send: session.sendBuffer, receive: session.receiveBuffer)
+        defer {
+            (session.sendBuffer, session.receiveBuffer) = conn.swapBuffers(send: handshakeBuffers.send, receive: handshakeBuffers.receive)
+            sessions.give(session)
+        }
         while conn.isOpen {
             switch awaitPeer(conn, timeout: options.idleTimeout) {
             case .readable: break
@@ -375,7 +391,12 @@ public final class ExpertWorker: @unchecked Sendable {
 /// Per-connection buffers of a worker (grown as needed, reused for every request).
 final class WorkerSession {
     let worker: ExpertWorker
-    let codec = ShardCodec()
+    /// Its scratch grows with the largest shard decoded or encoded (rows × dim); `release()` starts a fresh one.
+    private(set) var codec = ShardCodec()
+    /// The connection's frame buffers while it is served (WireConnection.swapBuffers); they grow to the largest
+    /// frame seen, and a pooled session keeps them.
+    var sendBuffer = WireBuffer()
+    var receiveBuffer = WireBuffer()
     var groups: [ExpertGroup] = []
     var input: UnsafeMutablePointer<Float>
     var gate: UnsafeMutablePointer<Float>
@@ -400,6 +421,23 @@ final class WorkerSession {
     deinit {
         hidden.deallocate(); widen?.deallocate(); input.deallocate(); gate.deallocate(); output.deallocate()
     }
+
+    /// Frees the activation buffers grown by `ensure(rows:)` and the codec's scratch, which grew with them (the
+    /// next request allocates them again at its size). The frame buffers are kept: `releaseFrameBuffers()`.
+    func releaseRows() {
+        input.deallocate(); gate.deallocate(); output.deallocate()
+        input = .allocate(capacity: 1); gate = .allocate(capacity: 1); output = .allocate(capacity: 1)
+        capacityRows = 0
+        codec = ShardCodec()
+    }
+
+    /// Replaces the frame buffers by fresh 64 KiB ones.
+    func releaseFrameBuffers() {
+        sendBuffer = WireBuffer(); receiveBuffer = WireBuffer()
+    }
+
+    /// Bytes of the frame buffers (their capacity; only touched pages are resident).
+    var frameBufferBytes: Int { sendBuffer.capacity + receiveBuffer.capacity }
 
     func ensure(rows: Int) {
         guard rows > capacityRows else { return }

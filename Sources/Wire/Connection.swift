@@ -39,8 +39,8 @@ public final class WireConnection {
     public let peer: String
     public var limits: WireLimits
     /// The outgoing frame; `send(_:requestID:timeout:_:)` rebuilds it for every message.
-    public let sendBuffer: WireBuffer
-    let recvBuffer: WireBuffer
+    public private(set) var sendBuffer: WireBuffer
+    private(set) var recvBuffer: WireBuffer
     /// Compute payload checksums on send (flag bit 0 when off; the peer must accept that, see WireLimits).
     public var payloadChecksums = true
     var headerScratch = [UInt8](repeating: 0, count: Frame.headerSize)
@@ -56,6 +56,16 @@ public final class WireConnection {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
     deinit { close() }
+
+    /// Puts `send` and `receive` in place of the two frame buffers and returns the previous ones. Only between
+    /// frames, when neither holds anything (a frame is read exactly, never beyond its end): a server uses it to
+    /// keep grown buffers for its next connection instead of mapping new ones for each.
+    public func swapBuffers(send: WireBuffer, receive: WireBuffer) -> (send: WireBuffer, receive: WireBuffer) {
+        let old = (sendBuffer, recvBuffer)
+        sendBuffer = send; recvBuffer = receive
+        send.reset(); receive.reset()
+        return old
+    }
 
     public var isOpen: Bool { fd >= 0 }
 

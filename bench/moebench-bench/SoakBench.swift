@@ -14,10 +14,12 @@ struct SoakBench: ParsableCommand {
         EXPERT/PING/STATS traffic and reconnect every few hundred requests, --attackers threads send malformed
         traffic (garbage, oversize and unknown headers, corrupted checksums, re-sealed mutated EXPERT payloads,
         decompression bombs, foreign experts, frames cut off mid-way, idle handshakes) and expect an ERROR or a
-        closed connection each time. Every --sample-every seconds it prints the worker's RSS and its anonymous part
-        (/proc/PID/status VmRSS, RssAnon: file-backed pages of code and libraries come and go with the page cache)
-        and the traffic so far; at the end, for both, the samples after --warmup seconds: first, last, min, max,
-        spread and the least-squares slope. Exits non-zero if a valid request failed or the worker died.
+        closed connection each time. Every --sample-every seconds while the traffic runs it prints the worker's RSS,
+        its anonymous part and its thread count (/proc/PID/status VmRSS, RssAnon, Threads: file-backed pages of code
+        and libraries come and go with the page cache, so RssAnon is the quantity judged) and the traffic so far; at
+        the end, for both, the samples after --warmup seconds: first, last, min, max, spread and the least-squares
+        slope, how much of RssAnon follows the thread count (one thread per open authenticated connection), and
+        RssAnon once the traffic has stopped. Exits non-zero if a valid request failed or the worker died.
         """)
 
     @Option(help: "Worker address.") var host = "127.0.0.1"
@@ -78,30 +80,40 @@ struct SoakBench: ParsableCommand {
             }
             t.start(); threads.append(t)
         }
-        var samples: [(t: Double, rss: Double, anon: Double)] = []
+        var samples: [(t: Double, rss: Double, anon: Double, threads: Int)] = []
         let t0 = monotonicNanos()
         print("soak: worker pid \(workerPID) at \(host):\(port), \(cfg.name) experts \(experts.count), \(clients) clients, "
               + "\(attackers) attackers, \(Int(duration)) s, warm-up \(Int(warmup)) s")
-        print("    t_s   rss_MB  anon_MB  valid_frames  malformed_frames  connections  refused  failures")
+        print("    t_s   rss_MB  anon_MB  threads  valid_frames  malformed_frames  connections  refused  failures")
         while true {
             let now = monotonicNanos()
             let t = Double(now - t0) / 1e9
-            guard let rss = Self.statusMB(pid: workerPID, "VmRSS:"), let anon = Self.statusMB(pid: workerPID, "RssAnon:") else {
+            guard let rss = Self.statusMB(pid: workerPID, "VmRSS:"), let anon = Self.statusMB(pid: workerPID, "RssAnon:"),
+                  let workerThreads = Self.statusValue(pid: workerPID, "Threads:") else {
                 counters.fail("worker \(workerPID) is gone at t=\(t) s")
                 break
             }
-            samples.append((t, rss, anon))
+            samples.append((t, rss, anon, Int(workerThreads)))
             let (v, m, c, r, f) = counters.snapshot
-            print(String(format: "%7.1f %8.2f %8.2f %13d %17d %12d %8d %9d", t, rss, anon, v, m, c, r, f))
+            print(String(format: "%7.1f %8.2f %8.2f %8d %13d %17d %12d %8d %9d", t, rss, anon, Int(workerThreads), v, m, c, r, f))
             fflush(stdout)
-            if now >= end { break }
-            Thread.sleep(forTimeInterval: min(sampleEvery, Double(end - now) / 1e9 + 0.01))
+            // Every sample is taken while the traffic runs: the last one a whole interval before it stops (a
+            // sample at the very end would catch the connections closing).
+            if Double(end &- min(end, monotonicNanos())) / 1e9 <= sampleEvery { break }
+            Thread.sleep(forTimeInterval: sampleEvery)
         }
         while threads.contains(where: { !$0.isFinished }) { Thread.sleep(forTimeInterval: 0.05) }
         let steady = samples.filter { $0.t >= warmup }
         if steady.count >= 2 {
-            print(Self.trend("RSS", steady.map { ($0.t, $0.rss) }, warmup: warmup))
-            print(Self.trend("RssAnon", steady.map { ($0.t, $0.anon) }, warmup: warmup))
+            print(Self.trend("RSS", steady.map { ($0.t, $0.rss) }, warmup: warmup, judged: false))
+            print(Self.trend("RssAnon", steady.map { ($0.t, $0.anon) }, warmup: warmup, judged: true))
+            print("judged on RssAnon, the worker's own memory: VmRSS adds file-backed pages (code, libraries) that the kernel maps in and out")
+            print(Self.threadDependence(steady.map { (Double($0.threads), $0.anon) }))
+        }
+        // Once the traffic has stopped and every connection closed: what the worker keeps.
+        Thread.sleep(forTimeInterval: 2)
+        if let anon = Self.statusMB(pid: workerPID, "RssAnon:"), let last = steady.last {
+            print(String(format: "RssAnon 2 s after the traffic stopped: %.2f MB (%+.2f MB against the last sample under load)", anon, anon - last.anon))
         }
         let (v, m, c, r, f) = counters.snapshot
         print("totals: \(v) valid frames, \(m) malformed frames, \(c) connections, \(r) refused, \(f) failures")
@@ -109,8 +121,9 @@ struct SoakBench: ParsableCommand {
         if f > 0 { throw ExitCode(1) }
     }
 
-    /// First, last, min, max, spread and least-squares slope of (seconds, MB) samples.
-    static func trend(_ name: String, _ s: [(t: Double, mb: Double)], warmup: Double) -> String {
+    /// First, last, min, max, spread and least-squares slope of (seconds, MB) samples; `judged`: with the verdict
+    /// against the 1 MB target.
+    static func trend(_ name: String, _ s: [(t: Double, mb: Double)], warmup: Double, judged: Bool) -> String {
         let n = Double(s.count)
         let mt = s.map(\.t).reduce(0, +) / n, mm = s.map(\.mb).reduce(0, +) / n
         let num = s.reduce(0.0) { $0 + ($1.t - mt) * ($1.mb - mm) }
@@ -118,17 +131,39 @@ struct SoakBench: ParsableCommand {
         let slope = den > 0 ? num / den * 60 : 0
         let v = s.map(\.mb)
         let spread = v.max()! - v.min()!
-        return String(format: "%@ trend after %.0f s (%d samples): first %.2f MB, last %.2f MB, min %.2f, max %.2f, spread %.2f MB, slope %+.3f MB/min — %@",
+        return String(format: "%@ trend after %.0f s (%d samples): first %.2f MB, last %.2f MB, min %.2f, max %.2f, spread %.2f MB, slope %+.3f MB/min%@",
                       name, warmup, s.count, v.first!, v.last!, v.min()!, v.max()!, spread, slope,
-                      spread <= 1.0 ? "flat within 1 MB" : "NOT flat within 1 MB")
+                      judged ? (spread <= 1.0 ? " — flat within 1 MB" : " — NOT flat within 1 MB") : "")
     }
 
-    /// A `/proc/PID/status` field in MB (`VmRSS:`, `RssAnon:`); nil once the process is gone.
+    /// How much of RssAnon's variation follows the worker's thread count (one thread per open authenticated
+    /// connection, plus a fixed few): the least-squares MB per thread and the correlation. Memory that follows the
+    /// connections open at the sampling instant is in use, not leaked.
+    static func threadDependence(_ s: [(threads: Double, mb: Double)]) -> String {
+        let n = Double(s.count)
+        let mx = s.map(\.threads).reduce(0, +) / n, my = s.map(\.mb).reduce(0, +) / n
+        let sxy = s.reduce(0.0) { $0 + ($1.threads - mx) * ($1.mb - my) }
+        let sxx = s.reduce(0.0) { $0 + ($1.threads - mx) * ($1.threads - mx) }
+        let syy = s.reduce(0.0) { $0 + ($1.mb - my) * ($1.mb - my) }
+        let threads = s.map(\.threads)
+        guard sxx > 0, syy > 0 else {
+            return String(format: "RssAnon against worker threads (%.0f–%.0f): no variation to attribute", threads.min()!, threads.max()!)
+        }
+        return String(format: "RssAnon against worker threads (%.0f–%.0f over the samples): %+.3f MB per thread, correlation %.2f",
+                      threads.min()!, threads.max()!, sxy / sxx, sxy / (sxx * syy).squareRoot())
+    }
+
+    /// A `/proc/PID/status` field in MB (`VmRSS:`, `RssAnon:`, given there in kB); nil once the process is gone.
     static func statusMB(pid: Int32, _ field: String) -> Double? {
+        statusValue(pid: pid, field).map { $0 / 1024 }
+    }
+
+    /// The first number of a `/proc/PID/status` line (`Threads:`, or kB for the memory fields); nil once the
+    /// process is gone.
+    static func statusValue(pid: Int32, _ field: String) -> Double? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
-              let kb = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return nil }
-        return kb / 1024
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(field) }) else { return nil }
+        return Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
     }
 
     /// One authenticated connection: 50–400 requests (EXPERT with 1–3 hosted experts, PING, sometimes STATS),

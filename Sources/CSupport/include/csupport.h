@@ -16,6 +16,9 @@ int moe_affinity_count(void);
    `mmap_threshold` bytes mapped on its own and unmapped when freed (M_MMAP_THRESHOLD, which also turns off glibc's
    dynamic raising of that threshold). Returns 1 when both were accepted. */
 int moe_tune_malloc(int arenas, size_t mmap_threshold);
+/* glibc malloc_trim(0): every whole free page inside every arena (not only at the top of each heap) is given back
+   to the kernel. Returns 1 when memory was released. */
+int moe_trim_malloc(void);
 
 /* CRC32C (Castagnoli, reflected 0x82F63B78, init and final xor 0xFFFFFFFF) of n bytes at data, continuing from
    crc (the CRC of the bytes before; 0 to start). Uses the fastest of the paths below that the CPU has. */

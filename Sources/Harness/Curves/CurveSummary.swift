@@ -148,7 +148,9 @@ public struct CurveSummary: Codable, Sendable {
 
     /// The last panel of both figures: at each budget, the best vanilla and the best DLG sampler of each source,
     /// each point labelled with the integrator that reached it.
-    static func bestPanel(_ summaries: [(name: String, summary: CurveSummary)], yLabel: String, colors: [(String, String)]) -> PlotPanel {
+    /// `reference`: the finite-sample reference drawn as in the other panels (dashed grey, across the NFE range).
+    static func bestPanel(_ summaries: [(name: String, summary: CurveSummary)], yLabel: String, colors: [(String, String)],
+                          reference: (name: String, value: Double)? = nil) -> PlotPanel {
         var ss: [PlotSeries] = []
         for (i, entry) in summaries.enumerated() {
             for dlg in [false, true] {
@@ -163,6 +165,11 @@ public struct CurveSummary: Codable, Sendable {
                                          color: dlg ? c.1 : c.0, dashed: i > 0))
                 }
             }
+        }
+        let xs = ss.flatMap { $0.points.map(\.x) }
+        if let reference, let lo = xs.min(), let hi = xs.max() {
+            ss.append(PlotSeries(name: reference.name, points: [PlotPoint(x: lo, y: reference.value), PlotPoint(x: hi, y: reference.value)],
+                                 color: "#777777", dashed: true, markers: false))
         }
         return PlotPanel(title: "Best sampler per NFE", xLabel: "NFE per sample", yLabel: yLabel, xScale: .log, yScale: .auto(ratio: 20), series: ss)
     }
@@ -197,7 +204,8 @@ public struct CurveSummary: Codable, Sendable {
             return PlotPanel(title: integratorNames[k] ?? k.uppercased(), xLabel: "NFE per sample", yLabel: yLabel,
                              xScale: .log, yScale: .auto(ratio: 20), series: ss)
         }
-        panels.append(bestPanel(summaries, yLabel: yLabel, colors: palette))
+        let first = summaries.first.flatMap { $0.summary.floorFIDDigits ?? $0.summary.floor }
+        panels.append(bestPanel(summaries, yLabel: yLabel, colors: palette, reference: first.map { ("reference: real digits at this n", $0.mean) }))
         return LinePlot(title: title, panels: panels, columns: 3)
     }
 
@@ -224,7 +232,8 @@ public struct CurveSummary: Codable, Sendable {
             return PlotPanel(title: Self.integratorNames[k] ?? k, xLabel: "NFE per sample", yLabel: "FD (data units²)",
                              xScale: .log, yScale: .auto(ratio: 20), series: ss)
         }
-        panels.append(Self.bestPanel([("", self)], yLabel: "FD (data units²)", colors: [("#1b6ca8", "#d95f02")]))
+        panels.append(Self.bestPanel([("", self)], yLabel: "FD (data units²)", colors: [("#1b6ca8", "#d95f02")],
+                                     reference: floor.map { ("reference: exact draws at this n", $0.mean) }))
         return LinePlot(title: title, panels: panels, columns: 3)
     }
 }

@@ -121,18 +121,7 @@ public enum LoadBalancePart {
 
         var figures: [ResultFigure] = []
         if !loads.isEmpty {
-            let experts = loads[0].count
-            let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-            let chart = BarChart(
-                title: "Load of each expert per layer, relative to the layer's mean", categories: loads.indices.map { "layer \($0)" },
-                categoryLabel: "MoE layer", yLabel: "selections ÷ layer mean (1 = balanced)",
-                series: (0..<experts).map { e in
-                    BarChart.Series(name: "expert \(e)", color: colours[e % colours.count], values: loads.map { row in
-                        let mean = row.reduce(0, +) / Double(experts)
-                        return mean > 0 ? row[e] / mean : nil
-                    })
-                })
-            try store.writeSVG("expert_load.svg", chart.svg())
+            try store.writeSVG("expert_load.svg", expertLoadChart(loads).svg())
             figures.append(ResultFigure(id: "expert_load", title: "Per-expert load by layer", file: "expert_load.svg",
                                         caption: "Top-k selections of each expert divided by the layer's mean; a bar at 2 is an expert doing twice its share."))
         }
@@ -145,8 +134,7 @@ public enum LoadBalancePart {
             let grid = Int(Double(recorder.dims.positions).squareRoot().rounded())
             if grid * grid == recorder.dims.positions {
                 let id = "token_grid_layer\(layer)"
-                try store.writeSVG("\(id).svg", TokenGridFigure(title: "Layer \(layer): each expert's share of the selections at each token position",
-                                                                grid: grid, table: recorder.positionExpertTable(layer: layer)).svg())
+                try store.writeSVG("\(id).svg", tokenGrid(recorder.positionExpertTable(layer: layer), grid: grid).svg())
                 figures.append(ResultFigure(id: id, title: "Layer \(layer): expert share on the \(grid)×\(grid) token grid", file: "\(id).svg",
                                             caption: "Position as the image's patch grid; one colour scale per layer; raw counts in heatmap_position_layer\(layer).csv"))
             }
@@ -154,8 +142,7 @@ public enum LoadBalancePart {
                 let id = "heatmap_\(kind)_layer\(layer)"
                 try store.writeFile("\(id).csv", Data(raw.csv().utf8))
                 if kind == "position" && grid * grid == recorder.dims.positions { continue }  // drawn as the token grid above
-                let shown = scaled ? raw.minMaxScaled() : raw
-                try store.writeSVG("\(id).svg", Heatmap(shown, title: "Layer \(layer): \(kind) × expert").svg())
+                try store.writeSVG("\(id).svg", heatmap(raw, kind: kind, scaled: scaled).svg())
                 figures.append(ResultFigure(
                     id: id, title: "Layer \(layer): \(kind) × expert", file: "\(id).svg",
                     caption: (scaled ? "min–max scaled per layer" : "raw selection counts") + "; raw counts in \(id).csv"))
@@ -176,5 +163,37 @@ public enum LoadBalancePart {
                                               rejectedTokens: recorder.rejectedTokens, rejectedSlots: recorder.rejectedSlots,
                                               report: report, whatIf: whatIf, dependences: dependences, verdicts: verdicts))
         return ResultPart(id: "load_balance", title: title, summary: summary, tables: tables, figures: figures, data: data)
+    }
+}
+
+// The part's figures from its counts (FigureRedraw draws them again from the stored data).
+extension LoadBalancePart {
+    /// Per-expert load ÷ layer mean, one group per layer, with the balanced level marked.
+    static func expertLoadChart(_ loads: [[Double]]) -> BarChart {
+        let experts = loads.first?.count ?? 0
+        let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        var chart = BarChart(
+            title: "Load of each expert per layer, relative to the layer's mean", categories: loads.indices.map { "layer \($0)" },
+            categoryLabel: "MoE layer", yLabel: "selections ÷ layer mean (1 = balanced)",
+            series: (0..<experts).map { e in
+                BarChart.Series(name: "expert \(e)", color: colours[e % colours.count], values: loads.map { row in
+                    let mean = row.reduce(0, +) / Double(experts)
+                    return mean > 0 ? row[e] / mean : nil
+                })
+            })
+        chart.reference = (1, "balanced (= layer mean)")
+        return chart
+    }
+
+    static func tokenGrid(_ positions: CountTable, grid: Int) -> TokenGridFigure {
+        TokenGridFigure(title: "Layer \(positions.layer): each expert's share of the selections at each token position", grid: grid, table: positions)
+    }
+
+    /// A class / position / step × expert heatmap, min–max scaled when `scaled`.
+    static func heatmap(_ raw: CountTable, kind: String, scaled: Bool) -> Heatmap {
+        var map = Heatmap(scaled ? raw.minMaxScaled() : raw, title: "Layer \(raw.layer): \(kind) × expert")
+        // Step rows are the sampler's calls in order: row 0 is the first call, on pure noise.
+        if kind == "step" { map.yLabel = "sampling step (0 = first, pure noise)" }
+        return map
     }
 }

@@ -22,6 +22,8 @@ public struct BarChart: Sendable {
     public var categoryLabel: String
     public var yLabel: String
     public var series: [Series]
+    /// A dashed horizontal line at this value (e.g. 1 = "balanced"), drawn over the bars, its label in the legend.
+    public var reference: (value: Double, label: String)?
     public var width: Double = 760
     public var height: Double = 340
 
@@ -31,16 +33,18 @@ public struct BarChart: Sendable {
 
     public func svg() -> String {
         // Legend rows, estimated at 6.6 px per character of 12 px text.
+        // The reference line is a legend entry of its own (a label drawn beside the line would cover bars).
+        let entries = series + (reference.map { [Series(name: $0.label, color: "", values: [])] } ?? [])
         var legend: [[(Series, Double)]] = [[]], used = 0.0
-        for se in series {
+        for se in entries {
             let w = 24 + 6.6 * Double(se.name.count) + 18
             if used + w > width - 20, !legend[legend.count - 1].isEmpty { legend.append([]); used = 0 }
             legend[legend.count - 1].append((se, w)); used += w
         }
         let top = 46 + 18 * Double(legend.count) + 10
         let left = 70.0, right = width - 14, bottom = top + height - 50
-        let maxY = series.flatMap { se in se.values.indices.compactMap { i in se.intervals[i]?.1 ?? se.values[i] } }.max() ?? 1
-        let hi = niceCeiling(maxY * 1.12)
+        let maxY = (series.flatMap { se in se.values.indices.compactMap { i in se.intervals[i]?.1 ?? se.values[i] } } + [reference?.value ?? 0]).max() ?? 1
+        let (hi, step) = Self.valueAxis(max: maxY)
         let total = bottom + 46
         func py(_ v: Double) -> Double { bottom - (bottom - top) * v / hi }
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(f(width))\" height=\"\(f(total))\" viewBox=\"0 0 \(f(width)) \(f(total))\" font-family=\"Helvetica, Arial, sans-serif\">"
@@ -51,14 +55,17 @@ public struct BarChart: Sendable {
             var x = max(10, (width - items.reduce(0) { $0 + $1.1 }) / 2)
             let y = 44 + 18 * Double(r)
             for (se, w) in items {
-                s += "<rect x=\"\(f(x))\" y=\"\(f(y - 6))\" width=\"16\" height=\"12\" fill=\"\(se.color)\"/>"
+                if se.color.isEmpty {   // the reference line's entry
+                    s += "<line x1=\"\(f(x))\" y1=\"\(f(y))\" x2=\"\(f(x + 16))\" y2=\"\(f(y))\" stroke=\"#444\" stroke-dasharray=\"5,3\"/>"
+                } else {
+                    s += "<rect x=\"\(f(x))\" y=\"\(f(y - 6))\" width=\"16\" height=\"12\" fill=\"\(se.color)\"/>"
+                }
                 if se.hatched { s += "<rect x=\"\(f(x))\" y=\"\(f(y - 6))\" width=\"16\" height=\"12\" fill=\"url(#hatch)\"/>" }
                 s += "<text x=\"\(f(x + 22))\" y=\"\(f(y + 4))\" font-size=\"12\">\(Markup.escape(se.name))</text>"
                 x += w
             }
         }
         s += "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(right - left))\" height=\"\(f(bottom - top))\" fill=\"none\" stroke=\"#333\"/>\n"
-        let step = niceCeiling(hi / 6)
         var t = 0.0
         while t <= hi + 1e-9 {
             s += "<line x1=\"\(f(left))\" y1=\"\(f(py(t)))\" x2=\"\(f(right))\" y2=\"\(f(py(t)))\" stroke=\"#eee\"/>"
@@ -87,6 +94,10 @@ public struct BarChart: Sendable {
             }
             s += "<text x=\"\(f(left + groupW * (Double(c) + 0.5)))\" y=\"\(f(bottom + 15))\" text-anchor=\"middle\" font-size=\"11\">\(Markup.escape(name))</text>\n"
         }
+        if let ref = reference {
+            s += "<line x1=\"\(f(left))\" y1=\"\(f(py(ref.value)))\" x2=\"\(f(right))\" y2=\"\(f(py(ref.value)))\" stroke=\"#444\" stroke-dasharray=\"5,3\"/>"
+
+        }
         s += "<text x=\"\(f((left + right) / 2))\" y=\"\(f(bottom + 34))\" text-anchor=\"middle\" font-size=\"11\">\(Markup.escape(categoryLabel))</text>"
         let cy = (top + bottom) / 2
         s += "<text x=\"16\" y=\"\(f(cy))\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 16 \(f(cy)))\">\(Markup.escape(yLabel))</text>"
@@ -95,10 +106,15 @@ public struct BarChart: Sendable {
 
     private func f(_ v: Double) -> String { String(format: "%.1f", v) }
 
-    /// The smallest 1-2-5 × 10^k at or above v (v > 0).
-    private func niceCeiling(_ v: Double) -> Double {
-        guard v > 0, v.isFinite else { return 1 }
-        let mag = pow(10, log10(v).rounded(.down))
-        return [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= v * (1 - 1e-12) } ?? 10 * mag
+    /// The value axis for bars up to `max` (> 0): a tick step of 1, 2, 2.5 or 5 × 10^k giving 4–6 intervals, and
+    /// the top, the first multiple of the step with at least 8% head room above `max` (for the value labels). A
+    /// top rounded to the next 1-2-5 value instead could leave half the plot empty (9.6 → 20).
+    static func valueAxis(max: Double) -> (top: Double, step: Double) {
+        guard max > 0, max.isFinite else { return (1, 0.2) }
+        let needed = max * 1.08
+        let raw = needed / 5
+        let mag = pow(10, log10(raw).rounded(.down))
+        let step = [1.0, 2, 2.5, 5, 10].map { $0 * mag }.first { $0 >= raw * (1 - 1e-12) } ?? 10 * mag
+        return ((needed / step).rounded(.up) * step, step)
     }
 }

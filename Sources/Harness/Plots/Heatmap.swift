@@ -94,8 +94,10 @@ public struct Heatmap {
             s += "<rect x=\"\(fmt(bx))\" y=\"\(fmt(top + Double(i) * plotH / Double(bands)))\" width=\"\(barW)\" height=\"\(fmt(plotH / Double(bands) + 0.2))\" fill=\"\(Self.colour(f))\"/>\n"
         }
         s += "<rect x=\"\(fmt(bx))\" y=\"\(top)\" width=\"\(barW)\" height=\"\(fmt(plotH))\" fill=\"none\" stroke=\"#333\"/>\n"
+        // Counts get whole-number labels (a mid-scale label of 803.5 selections is not a count).
+        let integral = values.allSatisfy { $0 == $0.rounded() }
         for (f, v) in [(0.0, hi), (0.5, (lo + hi) / 2), (1.0, lo)] {
-            s += "<text x=\"\(fmt(bx + barW + 4))\" y=\"\(fmt(top + f * plotH + 4))\">\(Markup.number(v))</text>\n"
+            s += "<text x=\"\(fmt(bx + barW + 4))\" y=\"\(fmt(top + f * plotH + 4))\">\(Markup.number(integral ? v.rounded() : v))</text>\n"
         }
         let lx = bx + barW + 62
         s += "<text x=\"\(fmt(lx))\" y=\"\(fmt(top + plotH / 2))\" text-anchor=\"middle\" transform=\"rotate(90 \(fmt(lx)) \(fmt(top + plotH / 2)))\">\(Markup.escape(valueLabel))</text>\n"

@@ -154,12 +154,11 @@ fileprivate struct Axis {
         if vals.isEmpty { vals = [0, 1] }
         var lo = vals.min()!, hi = vals.max()!
         if useLog {
-            // Snap outwards to 1-2-5 values: 10…200 stays 10…200 instead of growing to 10…1000.
-            let steps: [Double] = [1, 2, 5, 10]
-            let eLo = Foundation.log10(lo).rounded(.down), eHi = Foundation.log10(hi).rounded(.down)
-            lo = (steps.last { $0 * pow(10, eLo) <= lo * (1 + 1e-9) } ?? 1) * pow(10, eLo)
-            hi = (steps.first { $0 * pow(10, eHi) >= hi * (1 - 1e-9) } ?? 10) * pow(10, eHi)
+            // Pad by 5% of the decades spanned on each side (at least a factor 1.1), so points at the ends sit
+            // inside the frame, and do not snap outwards to 1-2-5 values (10…23 would grow to 10…50, half empty).
             if lo == hi { lo /= 2; hi *= 2 }
+            let pad = max(Foundation.log10(1.1), 0.05 * Foundation.log10(hi / lo))
+            lo /= pow(10, pad); hi *= pow(10, pad)
         } else {
             if lo == hi { lo -= 1; hi += 1 }
             let pad = 0.05 * (hi - lo)
@@ -177,11 +176,17 @@ fileprivate struct Axis {
 
     var ticks: [Double] {
         if log {
+            // The coarsest mantissa set that gives at least 3 ticks inside the range (a log axis over less than a
+            // decade would otherwise show one tick or none).
             let e0 = Int(Foundation.log10(lo).rounded(.down)), e1 = Int(Foundation.log10(hi).rounded(.up))
-            let mult: [Double] = Foundation.log10(hi / lo) <= 2.5 ? [1, 2, 5] : [1]
             var t = [Double]()
-            for e in e0...e1 { for m in mult { let v = m * pow(10, Double(e)); if v >= lo * 0.999 && v <= hi * 1.001 { t.append(v) } } }
-            return integral ? t.filter { $0 >= 1 && $0 == $0.rounded() } : t
+            for mult: [Double] in [[1], [1, 2, 5], [1, 2, 3, 5], [1, 1.5, 2, 3, 4, 5, 7]] {
+                t = []
+                for e in e0...e1 { for m in mult { let v = m * pow(10, Double(e)); if v >= lo * 0.999 && v <= hi * 1.001 { t.append(v) } } }
+                if integral { t = t.filter { $0 >= 1 && $0 == $0.rounded() } }
+                if t.count >= 3 || (mult.count == 1 && Foundation.log10(hi / lo) > 4) { break }
+            }
+            return t
         }
         let raw = (hi - lo) / 6
         let mag = pow(10, Foundation.log10(raw).rounded(.down))
@@ -220,32 +225,47 @@ fileprivate struct PanelRenderer {
         s += "<text x=\"\(fmt((left + right) / 2))\" y=\"\(fmt(bottom + 32))\" text-anchor=\"middle\" font-size=\"11\">\(esc(panel.xLabel + (xa.log ? " (log)" : "")))</text>\n"
         let cy = (top + bottom) / 2
         s += "<text x=\"\(fmt(x + 14))\" y=\"\(fmt(cy))\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 \(fmt(x + 14)) \(fmt(cy)))\">\(esc(panel.yLabel + (ya.log ? " (log)" : "")))</text>\n"
-        // Labels of alternate series go above / below their points, so two series' labels at one x do not collide.
+        // Series with error bars that share x values are drawn side by side, a few pixels apart, so one's bars do
+        // not hide another's (the offset is visual only: the points' x values are unchanged).
+        let barred = panel.series.indices.filter { panel.series[$0].points.contains { $0.yLow != nil && $0.yHigh != nil } }
+        var dodge = [Double](repeating: 0, count: panel.series.count)
+        if barred.count > 1 {
+            for (j, k) in barred.enumerated() { dodge[k] = (Double(j) - Double(barred.count - 1) / 2) * 3 }
+        }
+        // Labels are placed last, around every marker, by LabelPlacer (no overlaps, inside the frame).
+        var placer = LabelPlacer(frame: LabelBox(x: left, y: top, width: right - left, height: bottom - top))
+        for (k, se) in panel.series.enumerated() where se.markers {
+            // The marker's box (triangles reach 4 px from their centre) and a pixel of margin.
+            for p in se.points { placer.obstacles.append(LabelBox(x: xa.pixel(p.x) + dodge[k] - 5, y: ya.pixel(p.y) - 5, width: 10, height: 10)) }
+        }
+        var labels = ""
         for (k, se) in panel.series.enumerated() where !se.points.isEmpty {
             let sorted = se.points.sorted { $0.x < $1.x }
-            let path = sorted.map { "\(fmt(xa.pixel($0.x))),\(fmt(ya.pixel($0.y)))" }.joined(separator: " ")
+            let path = sorted.map { "\(fmt(xa.pixel($0.x) + dodge[k])),\(fmt(ya.pixel($0.y)))" }.joined(separator: " ")
             if !se.pointsOnly {
                 s += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(se.color)\" stroke-width=\"1.8\"\(se.dashed ? " stroke-dasharray=\"5,3\"" : "")/>\n"
             }
             for p in sorted {
-                let px = xa.pixel(p.x)
+                let px = xa.pixel(p.x) + dodge[k]
                 if let lo = p.yLow, let hi = p.yHigh {
                     s += "<line x1=\"\(fmt(px))\" y1=\"\(fmt(ya.pixel(lo)))\" x2=\"\(fmt(px))\" y2=\"\(fmt(ya.pixel(hi)))\" stroke=\"\(se.color)\" stroke-width=\"1\"/>"
                 }
                 if se.markers { s += marker(se.marker, x: px, y: ya.pixel(p.y), r: se.marker == .circle ? 2.8 : 4, color: se.color) }
                 if let text = p.label {
-                    s += "<text x=\"\(fmt(px + 5))\" y=\"\(fmt(ya.pixel(p.y) + (k % 2 == 0 ? -6 - 10 * Double(k / 2) : 12 + 10 * Double(k / 2))))\" font-size=\"9\" fill=\"\(se.color)\">\(esc(text))</text>"
+                    let at = placer.place(text, at: px, ya.pixel(p.y), fontSize: 9, preferBelow: k % 2 == 1)
+                    labels += "<text x=\"\(fmt(at.x))\" y=\"\(fmt(at.y))\" text-anchor=\"\(at.anchor)\" font-size=\"9\" fill=\"\(se.color)\">\(esc(text))</text>"
                 }
             }
             if se.labelBest, let best = sorted.min(by: { $0.y < $1.y }) {
-                let px = xa.pixel(best.x), py = ya.pixel(best.y)
+                let px = xa.pixel(best.x) + dodge[k], py = ya.pixel(best.y)
                 s += "<circle cx=\"\(fmt(px))\" cy=\"\(fmt(py))\" r=\"5\" fill=\"none\" stroke=\"\(se.color)\" stroke-width=\"1.5\"/>"
-                let anchor = px > (left + right) / 2 ? "end" : "start"
-                let dx = anchor == "end" ? -7.0 : 7.0
-                s += "<text x=\"\(fmt(px + dx))\" y=\"\(fmt(k % 2 == 0 ? py - 7 : py + 14))\" text-anchor=\"\(anchor)\" font-size=\"10\" fill=\"\(se.color)\">\(esc(numberLabel(best.y) + " @ " + numberLabel(best.x)))</text>"
+                let text = numberLabel(best.y) + " @ " + numberLabel(best.x)
+                let at = placer.place(text, at: px, py, fontSize: 10, preferBelow: k % 2 == 1)
+                labels += "<text x=\"\(fmt(at.x))\" y=\"\(fmt(at.y))\" text-anchor=\"\(at.anchor)\" font-size=\"10\" fill=\"\(se.color)\">\(esc(text))</text>"
             }
             s += "\n"
         }
+        s += labels + "\n"
         return s + "</g>\n"
     }
 }

@@ -42,7 +42,7 @@ public struct SampleGridFigure {
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
         s += "<text x=\"10\" y=\"18\" font-size=\"13\">\(Markup.escape(title))</text>"
         for (j, c) in columns.enumerated() {
-            s += "<text x=\"\(left + Double(j) * cellW)\" y=\"\(top - 8)\" font-weight=\"bold\">\(c.budget) NFE, \(c.dlg ? "DLG" : "vanilla")</text>"
+            s += "<text x=\"\(left + Double(j) * cellW)\" y=\"\(top - 8)\" font-weight=\"bold\">budget \(c.budget) NFE, \(c.dlg ? "DLG" : "vanilla")</text>"
         }
         func image(_ images: [Float], x: Double, y: Double, label: String) {
             let shown = Array(images.prefix(perCell * side * side))

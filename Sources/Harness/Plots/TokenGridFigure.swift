@@ -25,7 +25,7 @@ public struct TokenGridFigure {
         let hi = share.max() ?? 1, lo = share.min() ?? 0
         let cell = max(6.0, 96.0 / Double(g)), block = cell * Double(g), gap = 14.0, perRow = min(e, 8)
         let rows = (e + perRow - 1) / perRow
-        let width = Double(perRow) * (block + gap) + gap + 60, height = 40 + Double(rows) * (block + 28) + 20
+        let width = Double(perRow) * (block + gap) + gap + 60, height = 40 + Double(rows) * (block + 28) + 34
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
         s += "<text x=\"\(gap)\" y=\"18\" font-size=\"13\">\(Markup.escape(title))</text>"
@@ -40,7 +40,17 @@ public struct TokenGridFigure {
                 }
             }
         }
-        s += String(format: "<text x=\"%.0f\" y=\"%.0f\">share %.3f (dark) … %.3f (bright)</text>", gap, height - 6, lo, hi)
+        // Colour bar under the grids: the shared scale, lo (dark) to hi (bright), 32 bands.
+        let barX = gap + 40, barW = 240.0, barY = height - 30, bands = 32
+        for i in 0..<bands {
+            s += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"10\" fill=\"%@\"/>", barX + Double(i) * barW / Double(bands), barY,
+                        barW / Double(bands) + 0.2, Heatmap.colour((Double(i) + 0.5) / Double(bands)))
+        }
+        s += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"10\" fill=\"none\" stroke=\"#333\"/>", barX, barY, barW)
+        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>", barX - 4, barY + 9, lo)
+        s += String(format: "<text x=\"%.1f\" y=\"%.1f\">%.3f</text>", barX + barW + 4, barY + 9, hi)
+        s += String(format: "<text x=\"%.1f\" y=\"%.1f\">share of the position's top-k selections (%d×%d token grid, row 0 = top of the image)</text>",
+                    barX + barW + 44, barY + 9, g, g)
         return s + "</svg>"
     }
 }

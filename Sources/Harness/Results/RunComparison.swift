@@ -1,30 +1,63 @@
-// `moebench compare RUN_A RUN_B`: the timing cells two results directories share, side by side. A cell is
-// identified by (part, model, execution with codec, batch, scenario, precision) for cost cells and by (label,
-// batch) for the cost part's paired MoE/dense ratios. Per shared cell: both medians, the ratio B/A and its 95%
-// percentile-bootstrap interval (Bootstrap.ratioOfMedians over the stored raw latencies — the runs are independent,
-// so each side is resampled on its own; for paired ratios the per-pair ratios are resampled), and a verdict:
-//   regression   B/A > 1 + threshold and the interval lies above 1 (or there is no interval);
-//   improvement  B/A < 1 / (1 + threshold) and the interval lies below 1 (or there is no interval);
-//   unclear      beyond the threshold but the interval contains 1;
+// `moebench compare RUN_A RUN_B`: the cells two results directories share, side by side, in three groups:
+//   cost          timing cells, identified by (part, model, execution with codec, batch, scenario, precision), and
+//                 the cost part's paired MoE/dense ratios, identified by (label, batch, method); milliseconds or
+//                 latency ratios, lower is better; the interval is Bootstrap.ratioOfMedians over the stored raw
+//                 latencies (the runs are independent, so each side is resampled on its own; for paired ratios the
+//                 per-pair ratios are resampled);
+//   curves        sample-quality cells (CurvesComparison.swift), FID-digits or FD, lower is better;
+//   load balance  the load-balance part's overall balancedness (higher is better) and MaxVio (shown, not judged:
+//                 per layer it is 1/balancedness − 1) — one deterministic routing pass, so no interval.
+// Per shared cell: both values, the ratio B/A with its 95% interval where there is one, and a verdict; with
+// "worse" meaning higher for lower-is-better cells and lower for balancedness, and t the group's threshold:
+//   regression   worse by more than the threshold (B/A > 1 + t, or A/B > 1 + t) and the interval excludes 1
+//                (or there is no interval);
+//   improvement  better by more than the threshold, the interval excluding 1 (or none);
+//   unclear      beyond the threshold but the interval contains 1 (or is unbounded);
 //   same         within the threshold.
-// Higher is worse for every compared value (milliseconds, latency ratios).
 import Foundation
 import Metrics
 
 public struct ComparedCell: Codable, Equatable, Sendable {
+    /// "cost", "cost ratio", "curves" or "load balance".
     public var part: String
     /// Human-readable identity, e.g. "moe in_process b1 single_stream fp32".
     public var cell: String
     public var key: String
-    /// "ms" for latencies, "ratio" for paired MoE/dense ratios.
+    /// "ms" for latencies, "ratio" for paired MoE/dense ratios, "FID-digits" or "FD" for curves cells,
+    /// "balancedness" or "MaxVio" for load balance.
     public var unit: String
     public var a: Double
     public var b: Double
+    /// Queries (cost), samples per cell (curves), 0 (load balance).
     public var aCount: Int
     public var bCount: Int
     public var ratio: Double
     public var interval: BootstrapInterval?
     public var verdict: String
+    /// True for quantities where higher is better (balancedness); absent = lower is better.
+    public var higherIsBetter: Bool?
+    /// Curves cells: the mean counted NFE per sample in each run.
+    public var aNFE: Double?
+    public var bNFE: Double?
+    /// How the interval was obtained when it is not the cost part's bootstrap (curves: "paired" or "rows").
+    public var method: String?
+    /// Why there is no interval or what to watch out for (e.g. "A's interval reaches 0: B/A unbounded above").
+    public var note: String?
+
+    public init(part: String, cell: String, key: String, unit: String, a: Double, b: Double, aCount: Int, bCount: Int,
+                ratio: Double, interval: BootstrapInterval?, verdict: String, higherIsBetter: Bool? = nil,
+                aNFE: Double? = nil, bNFE: Double? = nil, method: String? = nil, note: String? = nil) {
+        self.part = part; self.cell = cell; self.key = key; self.unit = unit; self.a = a; self.b = b
+        self.aCount = aCount; self.bCount = bCount; self.ratio = ratio; self.interval = interval; self.verdict = verdict
+        self.higherIsBetter = higherIsBetter; self.aNFE = aNFE; self.bNFE = bNFE; self.method = method; self.note = note
+    }
+
+    /// The group whose threshold and --fail-above option apply: "curves" for sample quality, "cost" otherwise
+    /// (timing cells, ratios and load balance).
+    public var group: String { part == "curves" ? "curves" : "cost" }
+
+    /// How much worse B is than A as a factor ≥ 1 when worse (B/A, or A/B for higher-is-better quantities).
+    public var worseningFactor: Double { higherIsBetter == true ? 1 / ratio : ratio }
 }
 
 public struct RunComparison: Codable, Sendable {
@@ -40,7 +73,10 @@ public struct RunComparison: Codable, Sendable {
 
     public var a: Run
     public var b: Run
+    /// Relative change flagged for cost and load-balance cells.
     public var threshold: Double
+    /// Relative change flagged for curves cells (FD, FID-digits).
+    public var fdThreshold: Double
     public var cells: [ComparedCell]
     /// Identities of cells present in only one run.
     public var onlyInA: [String]
@@ -48,9 +84,10 @@ public struct RunComparison: Codable, Sendable {
 
     public var regressions: [ComparedCell] { cells.filter { $0.verdict == "regression" } }
 
-    /// Cells regressing by more than `fraction` (B/A > 1 + fraction with the regression verdict).
-    public func regressions(above fraction: Double) -> [ComparedCell] {
-        regressions.filter { $0.ratio > 1 + fraction }
+    /// Cells of `group` ("cost": timing, ratios and load balance; "curves": sample quality; nil: all) with the
+    /// regression verdict that are worse by more than `fraction` (B/A > 1 + fraction; A/B for balancedness).
+    public func regressions(above fraction: Double, group: String? = "cost") -> [ComparedCell] {
+        regressions.filter { (group == nil || $0.group == group) && $0.worseningFactor > 1 + fraction }
     }
 
     /// One comparable timing of a run: its identity, value, and raw samples for the interval.
@@ -58,13 +95,17 @@ public struct RunComparison: Codable, Sendable {
         var part: String, cell: String, key: String, unit: String, value: Double, count: Int, samples: [Double]?
     }
 
-    public static func load(_ dirA: URL, _ dirB: URL, threshold: Double) throws -> RunComparison {
+    /// Default relative threshold of curves cells: FD at a few hundred samples moves by ±10–30% between seeds.
+    public static let defaultFDThreshold = 0.10
+
+    public static func load(_ dirA: URL, _ dirB: URL, threshold: Double,
+                            fdThreshold: Double = defaultFDThreshold) throws -> RunComparison {
         let docA = try ResultsStore.loadDocument(directory: dirA), docB = try ResultsStore.loadDocument(directory: dirB)
-        return try compare(docA, directoryA: dirA.path, docB, directoryB: dirB.path, threshold: threshold)
+        return try compare(docA, directoryA: dirA.path, docB, directoryB: dirB.path, threshold: threshold, fdThreshold: fdThreshold)
     }
 
     public static func compare(_ docA: ResultsDocument, directoryA: String, _ docB: ResultsDocument, directoryB: String,
-                               threshold: Double) throws -> RunComparison {
+                               threshold: Double, fdThreshold: Double = defaultFDThreshold) throws -> RunComparison {
         let ea = try entries(docA, path: directoryA), eb = try entries(docB, path: directoryB)
         let keysB = Dictionary(eb.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
         let keysA = Set(ea.map(\.key))
@@ -81,14 +122,25 @@ public struct RunComparison: Codable, Sendable {
                                       bCount: y.count, ratio: r.ratio, interval: r.interval,
                                       verdict: verdict(ratio: r.ratio, interval: r.interval, threshold: threshold)))
         }
-        return RunComparison(a: run(docA, directoryA), b: run(docB, directoryB), threshold: threshold, cells: cells,
-                             onlyInA: ea.filter { keysB[$0.key] == nil }.map { "\($0.part): \($0.cell)" },
-                             onlyInB: eb.filter { !keysA.contains($0.key) }.map { "\($0.part): \($0.cell)" })
+        var onlyInA = ea.filter { keysB[$0.key] == nil }.map { "\($0.part): \($0.cell)" }
+        var onlyInB = eb.filter { !keysA.contains($0.key) }.map { "\($0.part): \($0.cell)" }
+        let curves = try CurvesComparison.compare(URL(fileURLWithPath: directoryA), URL(fileURLWithPath: directoryB), threshold: fdThreshold)
+        cells += curves.cells
+        onlyInA += curves.onlyInA
+        onlyInB += curves.onlyInB
+        let balance = try LoadBalanceComparison.compare(docA, path: directoryA, docB, path: directoryB, threshold: threshold)
+        cells += balance.cells
+        onlyInA += balance.onlyInA
+        onlyInB += balance.onlyInB
+        return RunComparison(a: run(docA, directoryA), b: run(docB, directoryB), threshold: threshold, fdThreshold: fdThreshold,
+                             cells: cells, onlyInA: onlyInA, onlyInB: onlyInB)
     }
 
-    static func verdict(ratio: Double, interval: BootstrapInterval?, threshold: Double) -> String {
-        if ratio > 1 + threshold { return interval.map { $0.lower > 1 } ?? true ? "regression" : "unclear" }
-        if ratio < 1 / (1 + threshold) { return interval.map { $0.upper < 1 } ?? true ? "improvement" : "unclear" }
+    /// The verdict of a lower-is-better ratio B/A (see the file comment). `unbounded`: the interval has no finite
+    /// end on the worse side, so a change beyond the threshold is "unclear".
+    static func verdict(ratio: Double, interval: BootstrapInterval?, threshold: Double, unbounded: Bool = false) -> String {
+        if ratio > 1 + threshold { return !unbounded && (interval.map { $0.lower > 1 } ?? true) ? "regression" : "unclear" }
+        if ratio < 1 / (1 + threshold) { return !unbounded && (interval.map { $0.upper < 1 } ?? true) ? "improvement" : "unclear" }
         return "same"
     }
 
@@ -128,69 +180,5 @@ public struct RunComparison: Codable, Sendable {
                              unit: "ratio", value: p.ratio, count: p.count, samples: ratios))
         }
         return out
-    }
-}
-
-// MARK: Output
-
-extension RunComparison {
-    static func number(_ v: Double) -> String {
-        if !v.isFinite { return "—" }
-        let a = abs(v)
-        return a >= 100 ? String(format: "%.1f", v) : a >= 1 ? String(format: "%.3g", v) : String(format: "%.3g", v)
-    }
-
-    static func interval(_ i: BootstrapInterval?) -> String {
-        i.map { String(format: "%.3f–%.3f", $0.lower, $0.upper) } ?? "—"
-    }
-
-    /// Markdown: a header, one table row per shared cell (fits 100 columns for the usual cell names), then the cells
-    /// found in one run only and the busy-machine warnings.
-    public func markdown() -> String {
-        var out = ["# moebench compare", "",
-                   "- A: \(a.directory) (\(a.profile), \(a.startedAt)\(a.gitCommit.map { ", git \($0.prefix(10))" } ?? ""))",
-                   "- B: \(b.directory) (\(b.profile), \(b.startedAt)\(b.gitCommit.map { ", git \($0.prefix(10))" } ?? ""))",
-                   String(format: "- threshold %.0f%%: flagged when B/A leaves [%.3f, %.3f] and its 95%% interval excludes 1",
-                          100 * threshold, 1 / (1 + threshold), 1 + threshold),
-                   "- intervals cover the spread within each run only, not drift of the machine between runs", ""]
-        if cells.isEmpty {
-            out.append("No shared timing cells.")
-        } else {
-            out.append("| cell | A | B | B/A | 95% interval | verdict |")
-            out.append("|---|--:|--:|--:|---|---|")
-            for c in cells {
-                let unit = c.unit == "ms" ? " ms" : "×"
-                out.append("| \(c.part == "cost" ? "" : "\(c.part): ")\(c.cell) | \(Self.number(c.a))\(unit) | \(Self.number(c.b))\(unit) | "
-                           + String(format: "%.3f", c.ratio) + " | \(Self.interval(c.interval)) | \(c.verdict == "regression" ? "**REGRESSION**" : c.verdict) |")
-            }
-        }
-        for (name, list) in [("A", onlyInA), ("B", onlyInB)] where !list.isEmpty {
-            out.append("")
-            out.append("Only in \(name): " + list.joined(separator: "; "))
-        }
-        for (name, r) in [("A", a), ("B", b)] where !r.busy.isEmpty {
-            out.append("")
-            out.append("Run \(name) was measured on a busy machine — " + r.busy.joined(separator: " "))
-        }
-        out.append("")
-        out.append("\(regressions.count) regression(s) among \(cells.count) shared cell(s).")
-        return out.joined(separator: "\n")
-    }
-
-    public func csv() -> String {
-        CSVText.document(
-            header: ["part", "cell", "unit", "a", "b", "a_n", "b_n", "ratio_b_over_a", "ratio_low", "ratio_high", "verdict"],
-            rows: cells.map { c in
-                [.text(c.part), .text(c.cell), .text(c.unit), .number(c.a), .number(c.b), .number(Double(c.aCount)),
-                 .number(Double(c.bCount)), .number(c.ratio), c.interval.map { .number($0.lower) } ?? .empty,
-                 c.interval.map { .number($0.upper) } ?? .empty, .text(c.verdict)]
-            } + onlyInA.map { [.text("only in A"), .text($0)] + Array(repeating: .empty, count: 9) }
-              + onlyInB.map { [.text("only in B"), .text($0)] + Array(repeating: .empty, count: 9) })
-    }
-
-    public func json() throws -> String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try enc.encode(self), as: UTF8.self)
     }
 }

@@ -6,7 +6,8 @@ enum CostFigure {
 
     static func latencyByBatch(_ cells: [CostCell]) -> String? {
         let single = cells.filter { $0.scenario == Scenario.singleStream.rawValue }
-        let key = { (c: CostCell) in "\(c.name) (\(c.executionLabel))" }
+        // "digits-moe, in-process" / "digits-moe, cluster (f32+shuffle+auto)": no nested parentheses, no snake case.
+        let key = { (c: CostCell) in "\(c.name), \(c.executionLabel.replacingOccurrences(of: "in_process", with: "in-process"))" }
         var keys: [String] = []
         for c in single where !keys.contains(key(c)) { keys.append(key(c)) }
         guard !keys.isEmpty else { return nil }

@@ -65,8 +65,7 @@ enum CurvesPart {
                                     summary.floorFIDDigits?.mean ?? .nan, summary.floor?.mean ?? .nan))
             }
         }
-        let title = "NFE vs FD on the UCI digits (8×8, not ImageNet) — \(settings.models.joined(separator: " vs ")), \(settings.samples) samples"
-        try store.writeSVG("curves_models.svg", CurveSummary.comparison(summaries, title: title).svg())
+        try store.writeSVG("curves_models.svg", CurveSummary.comparison(summaries, title: modelsTitle(settings)).svg())
         var table = ResultTable(
             id: "curves_models", title: "Trained models: FD (pixels) by integrator, budget and mode, and compute per 1000 samples",
             columns: [.init("model"), .init("integrator"), .init("mode"), .init("budget", unit: "NFE"), .init("NFE counted"),
@@ -84,6 +83,15 @@ enum CurvesPart {
                                      file: "curves_models.svg", caption: "One panel per integrator; sample grids per cell below and in curves/<model>/samples/.")]
             + sampleFigures + testbed.figures
         return part
+    }
+
+    /// Figure titles (FigureRedraw draws the figures again from the stored rows with the same titles).
+    static func modelsTitle(_ settings: CurvesSettings) -> String {
+        "NFE vs FD on the UCI digits (8×8, not ImageNet) — \(settings.models.joined(separator: " vs ")), \(settings.samples) samples"
+    }
+
+    static func testbedTitle(_ settings: CurvesSettings) -> String {
+        "NFE vs FD on \(settings.testbedSpec.label) — \(settings.samples) samples, \(settings.seeds.count) seed(s)"
     }
 
     /// DLG's Gibbs σ-step on the models uses the shipped noise-level classifier; the testbed's uses the exact
@@ -112,11 +120,13 @@ enum CurvesPart {
             let path = directory.appendingPathComponent("samples/\(CellSamples.name(row)).safetensors").path
             guard FileManager.default.fileExists(atPath: path) else { continue }
             let images = try SafetensorsFile(path: path).floats("samples")
-            let label = row.fidDigits.map { String(format: "FID-digits %.3g", $0) } ?? String(format: "pixel FD %.3g", row.fd)
+            // The counted NFE beside the value: adaptive RK45 spends more than its budget (33 at budget 10).
+            let label = (row.fidDigits.map { String(format: "FID-digits %.3g", $0) } ?? String(format: "pixel FD %.3g", row.fd))
+                + String(format: " · %.3g NFE", row.nfe)
             cells.append(.init(integrator: row.integrator, budget: row.budget, dlg: row.dlg, images: images, label: label))
         }
         return SampleGridFigure(title: "\(model): generated digits per integrator, NFE budget and mode", side: 8,
-                                reference: (reference, floor.map { String(format: "held-out digits (reference FID-digits %.3g)", $0) } ?? "held-out digits"),
+                                reference: (reference, floor.map { String(format: "held-out digits (train digits vs these at this n: FID-digits %.3g)", $0) } ?? "held-out digits"),
                                 cells: cells)
     }
 
@@ -132,7 +142,7 @@ enum CurvesPart {
         let sweep = try CurveSweep(source: source, config: config, store: curveStore) { progress.say("curves: " + $0) }
         let rows = try sweep.run()
         let summary = CurveSummary(rows: rows)
-        let svg = summary.figure(title: "NFE vs FD on \(spec.label) — \(settings.samples) samples, \(settings.seeds.count) seed(s)").svg()
+        let svg = summary.figure(title: testbedTitle(settings)).svg()
         try store.writeSVG("curves.svg", svg)
 
         let n = { (d: Double) in JSONValue.number(d) }
