@@ -206,19 +206,23 @@ public final class DiTModel {
         observer?.observe(layer: layer, batch: batch, tokens: c.tokens, topK: k, experts: ws.topIds.pointer,
                           weights: ws.topWeights.pointer)
 
-        // Group (token, slot) rows by expert, ascending expert then ascending token (a counting sort).
-        let offsets = ws.offsets.pointer, cursor = ws.cursor.pointer, rowToken = ws.rowToken.pointer
+        // Group (token, slot) rows by expert, ascending expert then ascending token (a counting sort); rowOf maps
+        // (token, slot) to its grouped row. The copies into the grouped rows run in parallel over tokens.
+        let offsets = ws.offsets.pointer, cursor = ws.cursor.pointer, rowOf = ws.rowOf.pointer
+        let topIds = ws.topIds.pointer, topWeights = ws.topWeights.pointer, rowWeights = ws.rowWeights.pointer
         for i in 0...e { offsets[i] = 0 }
-        for i in 0..<(n * k) { offsets[Int(ws.topIds.pointer[i]) + 1] += 1 }
+        for i in 0..<(n * k) { offsets[Int(topIds[i]) + 1] += 1 }
         for i in 0..<e { offsets[i + 1] += offsets[i]; cursor[i] = offsets[i] }
+        for i in 0..<(n * k) {
+            let ex = Int(topIds[i])
+            let r = cursor[ex]; cursor[ex] = r + 1
+            rowOf[i] = Int32(r)
+            rowWeights[r] = topWeights[i]
+        }
         let h = ws.h.pointer, gathered = ws.gathered.pointer
-        for tok in 0..<n {
-            for slot in 0..<k {
-                let ex = Int(ws.topIds.pointer[tok * k + slot])
-                let r = cursor[ex]; cursor[ex] = r + 1
-                rowToken[r] = Int32(tok)
-                ws.rowWeights.pointer[r] = ws.topWeights.pointer[tok * k + slot]
-                (gathered + r * d).update(from: h + tok * d, count: d)
+        Parallel.forChunks(n, minChunk: 64) { _, tokens in
+            for tok in tokens {
+                for slot in 0..<k { (gathered + Int(rowOf[tok * k + slot]) * d).update(from: h + tok * d, count: d) }
             }
         }
         lap(.gate)
@@ -228,10 +232,22 @@ public final class DiTModel {
                                           output: ws.expertOut.pointer))
         lap(.routedExperts)
 
-        // y = Σ_k w_k·e_k(h), added in ascending expert order; then + shared(h).
+        // y = Σ_k w_k·e_k(h), each token's terms added to 0 in ascending expert order (= ascending grouped row);
+        // then + shared(h). Parallel over tokens.
         let y = ws.y.pointer, eo = ws.expertOut.pointer
-        y.update(repeating: 0, count: n * d)
-        for r in 0..<(n * k) { addInPlace(y + Int(rowToken[r]) * d, eo + r * d, count: d) }
+        Parallel.forChunks(n, minChunk: 64) { _, tokens in
+            for tok in tokens {
+                let yt = y + tok * d, rows = rowOf + tok * k
+                yt.update(repeating: 0, count: d)
+                var previous = -1
+                for _ in 0..<k {
+                    var next = Int.max
+                    for slot in 0..<k { let r = Int(rows[slot]); if r > previous && r < next { next = r } }
+                    addInPlace(yt, eo + next * d, count: d)
+                    previous = next
+                }
+            }
+        }
         lap(.combine)
         guard let shared = w.shared else { return }
         Parallel.forChunks(n, minChunk: 32) { worker, rows in

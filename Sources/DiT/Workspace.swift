@@ -25,7 +25,7 @@ final class Workspace {
     let topWeights: FloatBuffer      // [N, K]
     let offsets: TypedBuffer<Int>    // [E + 1]
     let cursor: TypedBuffer<Int>     // [E]
-    let rowToken: TypedBuffer<Int32> // [N·K]
+    let rowOf: TypedBuffer<Int32>    // [N·K]: (token, slot) → its row in the expert-grouped order
     let rowWeights: FloatBuffer      // [N·K]
     let gathered: FloatBuffer        // [N·K, D]
     let expertOut: FloatBuffer       // [N·K, D]
@@ -52,7 +52,7 @@ final class Workspace {
         gateProbs = FloatBuffer(count: n * e)
         topIds = TypedBuffer(count: n * k, repeating: 0); topWeights = FloatBuffer(count: n * k)
         offsets = TypedBuffer(count: e + 1, repeating: 0); cursor = TypedBuffer(count: e, repeating: 0)
-        rowToken = TypedBuffer(count: n * k, repeating: 0); rowWeights = FloatBuffer(count: n * k)
+        rowOf = TypedBuffer(count: n * k, repeating: 0); rowWeights = FloatBuffer(count: n * k)
         gathered = FloatBuffer(count: n * k * d); expertOut = FloatBuffer(count: n * k * d)
         let workers = max(threads, 1)
         let sharedRows = min(n, SwiGLUExpert.maxChunkRows)
