@@ -71,6 +71,8 @@ public enum DNNL {
 
     /// Primitives made so far (all shapes, all threads).
     public static var primitiveCount: Int { PrimitiveCache.shared.count }
+    /// Per-thread oneDNN contexts built so far; a thread that exits hands its context to the next new thread.
+    public static var threadContextCount: Int { ThreadContext.createdCount }
     /// Packed-weight GEMMs for which oneDNN picked its reference kernel (should be none: they are slow).
     public static var referenceKernelShapes: [String] { PrimitiveCache.shared.referencePacked }
     public static var unavailableReason: String? { engine == nil ? "dnnl_engine_create(cpu) failed" : nil }
@@ -460,14 +462,41 @@ final class ThreadContext {
 
     private static let tls: pthread_key_t = {
         var k = pthread_key_t()
-        pthread_key_create(&k) { p in Unmanaged<ThreadContext>.fromOpaque(p!).release() }
+        pthread_key_create(&k) { p in recycle(Unmanaged<ThreadContext>.fromOpaque(p!).takeRetainedValue()) }
         return k
     }()
+
+    // Contexts of exited threads, handed to the next new thread (at most `poolLimit` kept). A server that gives each
+    // connection its own thread would otherwise build and free a stream, memory objects and scratch areas
+    // (hundreds of KiB) per connection, and its resident memory would wander with the connection count.
+    private static let poolLock = NSLock()
+    nonisolated(unsafe) private static var pool: [ThreadContext] = []
+    static let poolLimit = 8
+    nonisolated(unsafe) private static var created = 0
+
+    /// Contexts built so far in this process (reused ones are not counted again).
+    static var createdCount: Int { poolLock.lock(); defer { poolLock.unlock() }; return created }
+
+    private static func recycle(_ c: ThreadContext) {
+        poolLock.lock(); defer { poolLock.unlock() }
+        if pool.count < poolLimit { pool.append(c) }
+    }
 
     @usableFromInline
     static var current: ThreadContext {
         if let p = pthread_getspecific(tls) { return Unmanaged<ThreadContext>.fromOpaque(p).takeUnretainedValue() }
-        let c = ThreadContext()
+        poolLock.lock()
+        let reused = pool.popLast()
+        if reused == nil { created += 1 }
+        poolLock.unlock()
+        let c: ThreadContext
+        if let reused {
+            DNNL.ompSetNumThreads?(1)  // per thread: this new thread's oneDNN calls use one OpenMP thread too
+            reused.ompThreads = 1
+            c = reused
+        } else {
+            c = ThreadContext()
+        }
         pthread_setspecific(tls, Unmanaged.passRetained(c).toOpaque())
         return c
     }

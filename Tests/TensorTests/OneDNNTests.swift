@@ -136,4 +136,35 @@ final class OneDNNTests: XCTestCase {
         }
         XCTAssertEqual(counts.array, [1, 1, 1, 1])
     }
+
+    /// A thread that exits hands its oneDNN context (stream, memory objects, scratch) to the next new thread: five
+    /// short-lived threads, one after another, each running a GEMM, build at most one context between them, and
+    /// each still computes the right product with one OpenMP thread.
+    func testExitedThreadsContextsAreReused() {
+        let saved = GEMMBackend.current
+        GEMMBackend.current = .onednn
+        defer { GEMMBackend.current = saved }
+        final class Job { let a = FloatBuffer(count: 32 * 32), c = FloatBuffer(count: 32 * 32); var omp = -1 }
+        let job = Job()
+        for i in 0..<(32 * 32) { job.a.pointer[i] = Float(i % 7) - 3 }
+        var want = [Float](repeating: 0, count: 32 * 32)
+        for r in 0..<32 { for col in 0..<32 { var acc: Float = 0; for k in 0..<32 { acc += job.a.pointer[r * 32 + k] * job.a.pointer[col * 32 + k] }; want[r * 32 + col] = acc } }
+        let before = DNNL.threadContextCount
+        for _ in 0..<5 {
+            var thread = pthread_t()
+            let box = Unmanaged.passRetained(job).toOpaque()
+            XCTAssertEqual(pthread_create(&thread, nil, { p in
+                let job = Unmanaged<Job>.fromOpaque(p!).takeRetainedValue()
+                job.c.pointer.update(repeating: 0, count: 32 * 32)
+                gemm(transB: true, m: 32, n: 32, k: 32, a: job.a.pointer, lda: 32, b: job.a.pointer, ldb: 32,
+                     c: job.c.pointer, ldc: 32)
+                job.omp = DNNL.openMPThreadsOfThisThread
+                return nil
+            }, box), 0)
+            pthread_join(thread, nil)  // the thread's TLS destructor (which pools its context) has run
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: job.c.pointer, count: 32 * 32)), want, "exact: small integers")
+            XCTAssertEqual(job.omp, 1)
+        }
+        XCTAssertLessThanOrEqual(DNNL.threadContextCount - before, 1, "contexts built by five successive threads")
+    }
 }
