@@ -84,24 +84,8 @@ final class CompareTests: XCTestCase {
     /// a missing directory. Runs the `moebench` that `swift test` builds next to the test bundle (checked on a fresh
     /// clone); its absence is a failure, not a skip.
     func testCommandExitCodes() throws {
-        // The products directory is the bundle itself on Linux and the bundle's parent on macOS.
-        let bundle = Bundle(for: CompareTests.self).bundleURL
-        let candidates = [bundle, bundle.deletingLastPathComponent()].map { $0.appendingPathComponent("moebench") }
-        guard let exe = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            return XCTFail("moebench is not built at \(candidates.map(\.path)); `swift test` builds it with the tests")
-        }
-        func run(_ args: [String]) throws -> (Int32, String, String) {
-            let p = Process()
-            p.executableURL = exe
-            p.arguments = args
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        }
+        let moebench = try MoebenchBinary()
+        func run(_ args: [String]) throws -> (Int32, String, String) { try moebench.run(args) }
         let a = fixtures.appendingPathComponent("compare-a").path, b = fixtures.appendingPathComponent("compare-b").path
         let plain = try run(["compare", a, b])
         XCTAssertEqual(plain.0, 0)

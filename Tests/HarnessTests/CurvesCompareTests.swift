@@ -202,23 +202,8 @@ final class CurvesCompareTests: XCTestCase {
     /// exit 2 on their own group's regressions only.
     func testCommandExitCodes() throws {
         let (a, b) = try dirs
-        let bundle = Bundle(for: CurvesCompareTests.self).bundleURL
-        let candidates = [bundle, bundle.deletingLastPathComponent()].map { $0.appendingPathComponent("moebench") }
-        guard let exe = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            return XCTFail("moebench is not built at \(candidates.map(\.path)); `swift test` builds it with the tests")
-        }
-        func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-            let p = Process()
-            p.executableURL = exe
-            p.arguments = ["compare"] + args
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        }
+        let moebench = try MoebenchBinary()
+        func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) { try moebench.run(["compare"] + args) }
         XCTAssertEqual(try run([a.path, a.path, "--fail-above", "0", "--fail-above-fd", "0"]).status, 0)
         let fd = try run([a.path, b.path, "--fail-above-fd", "0.2"])
         XCTAssertEqual(fd.status, 2)
