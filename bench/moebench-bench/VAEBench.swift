@@ -230,28 +230,35 @@ struct VAEBench: ParsableCommand {
             // FID-10K wall time per configuration and NFE from the medians above.
             var estimates: [FID10KRow] = []
             for s in setups {
-                func perImage(_ name: String) -> Double? { rows.first { $0.network == name && $0.gemm == s.backend.rawValue && $0.precision == s.precision.rawValue }?.secondsPerImage }
-                guard let fwd = perImage("DiT-MoE-S/2-8E2A forward"), let dec = perImage("sd-vae decoder"), let inc = perImage("fid inception") else { continue }
+                func find(_ name: String) -> VisionRow? { rows.first { $0.network == name && $0.gemm == s.backend.rawValue && $0.precision == s.precision.rawValue } }
+                guard let fwd = find("DiT-MoE-S/2-8E2A forward"), let dec = find("sd-vae decoder"), let inc = find("fid inception") else { continue }
                 for n in nfe {
-                    let sample = Double(n) * fwd
-                    let total = 10_000 * (sample + dec + inc)
+                    let sample = Double(n) * fwd.secondsPerImage
+                    let total = 10_000 * (sample + dec.secondsPerImage + inc.secondsPerImage)
+                    // Dedicated machine: CPU seconds spread over the workers (assumes perfect scaling, not measured).
+                    let cpu = 10_000 * (Double(n) * fwd.cpuSecondsPerImage + dec.cpuSecondsPerImage + inc.cpuSecondsPerImage)
                     estimates.append(FID10KRow(fid10k: "DiT-MoE-S/2-8E2A", gemm: s.backend.rawValue, precision: s.precision.rawValue, nfe: n,
                                                cfg: cfg, ditBatch: ditBatch, samplingHours: 10_000 * sample / 3600,
-                                               decodeHours: 10_000 * dec / 3600, inceptionHours: 10_000 * inc / 3600,
-                                               totalHours: total / 3600))
+                                               decodeHours: 10_000 * dec.secondsPerImage / 3600,
+                                               inceptionHours: 10_000 * inc.secondsPerImage / 3600, totalHours: total / 3600,
+                                               cpuBoundTotalHours: cpu / Double(Parallel.threads) / 3600))
                 }
             }
             if json {
                 for e in estimates { JSONLines.print(e) }
             } else {
-                print("FID-10K point, DiT-MoE-S/2-8E2A at \(latent)² latents: 10,000 × (NFE × DiT forward per image + decode + Inception), "
+                print("FID-10K point, DiT-MoE-S/2-8E2A (\(Self.ditLatent)² latents), decoder at \(latent)² latents"
+                      + (latent == Self.ditLatent ? "" : " (not the DiT's size: use --latent \(Self.ditLatent) for a real estimate)")
+                      + ": 10,000 × (NFE × DiT forward per image + decode + Inception), "
                       + "forward on \(cfg ? 2 * ditBatch : ditBatch) latents per \(ditBatch) images\(cfg ? " (CFG doubling)" : ""), "
                       + "each at this run's median wall time; the FD statistics themselves are negligible:")
-                print("backend   precision    NFE   sampling h   decode h   Inception h    total h   (days)")
+                print("(\"CPU-bound\": the same from CPU seconds per image ÷ \(Parallel.threads) worker(s), i.e. this machine to itself with "
+                      + "perfect scaling over the workers — an assumption, not a measurement)")
+                print("backend   precision    NFE   sampling h   decode h   Inception h    total h   (days)   CPU-bound total h")
                 for e in estimates {
                     print(e.gemm.padding(toLength: 9, withPad: " ", startingAt: 0) + " " + e.precision.padding(toLength: 9, withPad: " ", startingAt: 0)
-                          + String(format: " %6d   %10.1f   %8.1f   %11.2f   %8.1f   (%.1f)", e.nfe, e.samplingHours, e.decodeHours,
-                                   e.inceptionHours, e.totalHours, e.totalHours / 24))
+                          + String(format: " %6d   %10.1f   %8.1f   %11.2f   %8.1f   (%.1f)   %17.1f", e.nfe, e.samplingHours, e.decodeHours,
+                                   e.inceptionHours, e.totalHours, e.totalHours / 24, e.cpuBoundTotalHours))
                 }
             }
         }
@@ -282,6 +289,9 @@ struct VAEBench: ParsableCommand {
                          imagesPerSecond: 1 / wall, gflopPerImage: gflopPerImage, gflops: rate,
                          fractionOfPeak: peak.map { rate / $0 }, cpuSecondsPerImage: cpu, gflopsPerCpuSecond: gflopPerImage / cpu)
     }
+
+    /// DiT-MoE-S/2-8E2A's latent side (256² images).
+    static let ditLatent = 32
 
     static func loadAverage() -> String {
         (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
@@ -318,4 +328,6 @@ struct FID10KRow: Encodable {
     var decodeHours: Double
     var inceptionHours: Double
     var totalHours: Double
+    /// From CPU seconds per image ÷ workers (a dedicated machine with perfect scaling over the workers; assumed).
+    var cpuBoundTotalHours: Double
 }
