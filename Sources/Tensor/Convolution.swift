@@ -211,7 +211,9 @@ public func im2col<T>(_ x: UnsafePointer<Float>, height: Int, width: Int, shape 
                     }
                     if lo > 0 { dst.update(repeating: zero, count: lo) }
                     let src = plane + iy * width + (lo * s.strideW - s.padW + kx)
-                    if s.strideW == 1 {
+                    if s.strideW == 1 && T.self == Float.self {
+                        UnsafeMutableRawPointer(dst + lo).copyMemory(from: src, byteCount: (hi - lo) * 4)
+                    } else if s.strideW == 1 {
                         for j in 0..<(hi - lo) { dst[lo + j] = convert(src[j]) }
                     } else {
                         for j in 0..<(hi - lo) { dst[lo + j] = convert(src[j * s.strideW]) }
