@@ -1,3 +1,5 @@
+import CDNNL
+
 /// 2-D convolution on NCHW Float32 tensors (PyTorch `nn.Conv2d`, groups = 1, dilation = 1), as im2col + the one
 /// GEMM entry point (`gemm`, so it runs on `GEMMBackend.current`).
 ///
@@ -92,9 +94,15 @@ public final class WorkerScratch: @unchecked Sendable {
 /// `outImageStride` (default `outChannels·outH·outW`): floats from one image's output to the next, so a conv can
 /// write its channels into a slice of a wider NCHW tensor (a channel concatenation): pass `y` at the slice's first
 /// channel and the wide tensor's image size. One image's `[outChannels, outH, outW]` block is always contiguous.
+///
+/// `bf16Weight`: the same `[outChannels, K]` weight rounded to BF16 (`bf16Bits`, made once by the caller). When
+/// given (oneDNN only), im2col writes the columns as BF16 (round to nearest even) and the GEMM multiplies BF16 with
+/// FP32 accumulation (`DNNL.gemmBF16`); bias, ReLU and the output stay FP32. `weight` is then not read.
 public func conv2d(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int, shape: Conv2DShape,
                    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
-                   outImageStride: Int? = nil, relu: Bool = false, scratch: WorkerScratch) {
+                   outImageStride: Int? = nil, relu: Bool = false, bf16Weight: UnsafePointer<UInt16>? = nil,
+                   scratch: WorkerScratch) {
+    precondition(bf16Weight == nil || GEMMBackend.current == .onednn, "conv2d: BF16 weights need the oneDNN GEMM backend")
     let (oh, ow) = shape.outputSize(height: height, width: width)
     precondition(oh > 0 && ow > 0, "conv2d: \(shape) on \(height)×\(width) gives an empty output")
     let k = shape.columnRows, cout = shape.outChannels
@@ -115,9 +123,27 @@ public func conv2d(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: In
             let oy0 = (band % bandsPerImage) * bandRows
             let rows = min(bandRows, oh - oy0)
             let pixels = rows * ow
+            let yImage = y + n * outImage
+            if let bw = bf16Weight {
+                // BF16 columns in the first half of the column area; FP32 GEMM output in `out`.
+                col.withMemoryRebound(to: UInt16.self, capacity: k * pixels) { colB in
+                    im2col(x + n * inImage, height: height, width: width, shape: shape, outWidth: ow,
+                           rows: oy0..<(oy0 + rows), into: colB, convert: bf16Bits, zero: 0)
+                    DNNL.gemmBF16(m: cout, n: pixels, k: k, a: bw, b: colB, c: out)
+                }
+                for c in 0..<cout {
+                    let dst = yImage + c * oh * ow + oy0 * ow, src = out + c * pixels
+                    let b = bias?[c] ?? 0
+                    if relu {
+                        for i in 0..<pixels { dst[i] = max(src[i] + b, 0) }
+                    } else {
+                        for i in 0..<pixels { dst[i] = src[i] + b }
+                    }
+                }
+                continue
+            }
             im2col(x + n * inImage, height: height, width: width, shape: shape, outWidth: ow,
                    rows: oy0..<(oy0 + rows), into: col)
-            let yImage = y + n * outImage
             if rows == oh {
                 // The band is the whole image: the GEMM writes the output in place (dense, ldc = pixels).
                 gemm(transB: false, m: cout, n: pixels, k: k, a: weight, lda: k, b: col, ldb: pixels,
@@ -159,6 +185,13 @@ func addScalar(_ p: UnsafeMutablePointer<Float>, _ v: Float, count: Int) {
 @inlinable
 public func im2col(_ x: UnsafePointer<Float>, height: Int, width: Int, shape s: Conv2DShape, outWidth ow: Int,
                    rows: Range<Int>, into col: UnsafeMutablePointer<Float>) {
+    im2col(x, height: height, width: width, shape: s, outWidth: ow, rows: rows, into: col, convert: { $0 }, zero: 0)
+}
+
+/// `im2col` with each value passed through `convert` (e.g. `bf16Bits`) and `zero` in the padding.
+@inlinable
+public func im2col<T>(_ x: UnsafePointer<Float>, height: Int, width: Int, shape s: Conv2DShape, outWidth ow: Int,
+                      rows: Range<Int>, into col: UnsafeMutablePointer<T>, convert: (Float) -> T, zero: T) {
     let ld = rows.count * ow
     for ci in 0..<s.inChannels {
         let plane = x + ci * height * width
@@ -173,19 +206,44 @@ public func im2col(_ x: UnsafePointer<Float>, height: Int, width: Int, shape s: 
                     let dst = r + i * ow
                     let iy = oy * s.strideH - s.padH + ky
                     if iy < 0 || iy >= height || hi <= lo {
-                        dst.update(repeating: 0, count: ow)
+                        dst.update(repeating: zero, count: ow)
                         continue
                     }
-                    if lo > 0 { dst.update(repeating: 0, count: lo) }
+                    if lo > 0 { dst.update(repeating: zero, count: lo) }
                     let src = plane + iy * width + (lo * s.strideW - s.padW + kx)
-                    if s.strideW == 1 {
-                        dst.advanced(by: lo).update(from: src, count: hi - lo)
+                    if s.strideW == 1 && T.self == Float.self {
+                        UnsafeMutableRawPointer(dst + lo).copyMemory(from: src, byteCount: (hi - lo) * 4)
+                    } else if s.strideW == 1 {
+                        for j in 0..<(hi - lo) { dst[lo + j] = convert(src[j]) }
                     } else {
-                        for j in 0..<(hi - lo) { dst[lo + j] = src[j * s.strideW] }
+                        for j in 0..<(hi - lo) { dst[lo + j] = convert(src[j * s.strideW]) }
                     }
-                    if hi < ow { dst.advanced(by: hi).update(repeating: 0, count: ow - hi) }
+                    if hi < ow { dst.advanced(by: hi).update(repeating: zero, count: ow - hi) }
                 }
             }
         }
     }
+}
+
+extension DNNL {
+    /// `c[m, n] = a[m, k] · b[k, n]` with `a` and `b` BF16 bit patterns, dense row-major (lda = k, ldb = ldc = n),
+    /// FP32 accumulation and FP32 `c`: the GEMM of a BF16 `conv2d`, whose weight is the A operand (oneDNN's matmul
+    /// packs only B, so the weight is plain BF16, rounded once by the caller). A cached primitive per shape, like
+    /// `sgemm`; oneDNN 2.6 picks `brg:avx512_core_bf16` for these dense operands.
+    @usableFromInline
+    static func gemmBF16(m: Int, n: Int, k: Int, a: UnsafePointer<UInt16>, b: UnsafePointer<UInt16>,
+                         c: UnsafeMutablePointer<Float>) {
+        let ctx = ThreadContext.current
+        let key = MatmulKey(m: m, n: n, k: k, lda: k, ldb: n, ldc: n, transA: false, transB: false, alpha: 1,
+                            accumulate: false, srcType: dnnl_bf16.rawValue, packedWeights: false, ompThreads: ctx.ompThreads)
+        let e = ctx.entry(key, packedLayoutOf: nil)
+        e.run(src: UnsafeRawPointer(a), weights: UnsafeRawPointer(b), packed: nil, dst: c, scratch: ctx)
+    }
+}
+
+/// `count` FP32 values rounded to BF16 bit patterns (`bf16Bits`, nearest even): the BF16 copy of a conv weight.
+public func bf16Copy(_ x: UnsafePointer<Float>, count: Int) -> TypedBuffer<UInt16> {
+    let out = TypedBuffer<UInt16>(count: count, repeating: 0)
+    for i in 0..<count { out.pointer[i] = bf16Bits(x[i]) }
+    return out
 }

@@ -24,11 +24,26 @@ public final class FIDInception {
     private let x: FloatBuffer, y: FloatBuffer, t1: FloatBuffer, t2: FloatBuffer
     private let convScratch: WorkerScratch
     private let stemSizes: [Int]
+    /// Arithmetic of the convolutions' GEMMs: BF16 inputs (weights rounded once here, im2col columns rounded as they
+    /// are written) with FP32 accumulation, or FP32. Bias, ReLU, pools, resize and the pool3 mean are FP32 in both.
+    public let precision: ComputePrecision
+    /// BF16 copies of every conv weight (`[Cout, K]`), by the identity of its FP32 buffer; empty in FP32.
+    private let bf16Weights: [ObjectIdentifier: TypedBuffer<UInt16>]
 
     /// `imageHeight × imageWidth`: the size `features(pixels:)` takes (the float entry point takes the same).
+    /// `precision: .bf16` needs oneDNN as `GEMMBackend.current` (OpenBLAS has no BF16 GEMM here).
     public init(weights: FIDInceptionWeights, imageHeight: Int, imageWidth: Int, maxBatch: Int = 1,
-                convScratchFloats: Int = 1 << 21) {
+                convScratchFloats: Int = 1 << 21, precision: ComputePrecision = .fp32) {
         precondition(imageHeight > 0 && imageWidth > 0 && maxBatch > 0, "FIDInception: sizes must be positive")
+        precondition(precision == .fp32 || GEMMBackend.current == .onednn, "FIDInception: BF16 needs the oneDNN GEMM backend")
+        self.precision = precision
+        var bf16: [ObjectIdentifier: TypedBuffer<UInt16>] = [:]
+        if precision == .bf16 {
+            for c in weights.stem + weights.blocks.flatMap({ $0.convs.values }) {
+                bf16[ObjectIdentifier(c.weight)] = bf16Copy(c.weight.pointer, count: c.shape.weightCount)
+            }
+        }
+        bf16Weights = bf16
         self.weights = weights
         self.imageHeight = imageHeight
         self.imageWidth = imageWidth
@@ -110,7 +125,8 @@ public final class FIDInception {
         var side = side0
         func conv(_ c: FoldedConv, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ stride: Int? = nil) {
             conv2d(src, batch: n, height: side, width: side, shape: c.shape, weight: c.weight.pointer, bias: c.bias.pointer,
-                   into: dst, outImageStride: stride, relu: true, scratch: convScratch)
+                   into: dst, outImageStride: stride, relu: true, bf16Weight: bf16Weights[ObjectIdentifier(c.weight)]?.pointer,
+                   scratch: convScratch)
         }
         // Stem.
         let st = weights.stem

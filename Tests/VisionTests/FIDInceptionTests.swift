@@ -59,6 +59,33 @@ final class FIDInceptionTests: XCTestCase {
         XCTAssertLessThanOrEqual(err, 1e-4, "max |Δ| / max |ref| = \(err)")
     }
 
+    // BF16 convolution GEMMs (oneDNN) against the FP32 features on the fixture's two images. Measured on 2026-12-03:
+    // max |Δ| / max |FP32| 4.1e-3, ‖Δ‖₂/‖FP32‖₂ 3.7e-3; tolerance 2e-2 (up to 17 convs deep, each GEMM input rounded
+    // to 8 significant bits).
+    func testBF16FeaturesAgainstFP32() throws {
+        guard DNNL.isAvailable else { throw XCTSkip("oneDNN has no CPU engine here") }
+        let savedThreads = Parallel.threads, savedBackend = GEMMBackend.current
+        Parallel.threads = 2
+        GEMMBackend.current = .onednn
+        defer { Parallel.threads = savedThreads; GEMMBackend.current = savedBackend }
+        let weights = try FIDInceptionWeights(source: Self.deterministicValue)
+        let io = try SafetensorsFile(path: fixture("fid_inception") + "/io.safetensors")
+        let shape = io["images"]!.shape
+        let pixels = try io.floats("images").map { UInt8(($0 * 255).rounded()) }
+        var fp32 = [Float](repeating: .nan, count: shape[0] * FIDInception.featureCount), bf16 = fp32
+        FIDInception(weights: weights, imageHeight: shape[2], imageWidth: shape[3], maxBatch: 2)
+            .features(pixels: pixels, batch: shape[0], into: &fp32)
+        let net = FIDInception(weights: weights, imageHeight: shape[2], imageWidth: shape[3], maxBatch: 2, precision: .bf16)
+        XCTAssertEqual(net.precision, .bf16)
+        net.features(pixels: pixels, batch: shape[0], into: &bf16)
+        let scale = Double(fp32.map(abs).max()!)
+        let err = zip(bf16, fp32).map { Double(abs($0 - $1)) }.max()! / scale
+        let l2 = (zip(bf16, fp32).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +) / fp32.map { Double($0) * Double($0) }.reduce(0, +)).squareRoot()
+        XCTAssertLessThanOrEqual(err, 2e-2, "BF16 vs FP32 max |Δ| / max |FP32| = \(err)")
+        XCTAssertGreaterThan(err, 0, "the BF16 network gave the FP32 floats; did it run BF16?")
+        print("BF16 Inception: max |Δ| / max |FP32| = \(err), ‖Δ‖₂/‖FP32‖₂ = \(l2)")
+    }
+
     // 21,785,568 parameters up to pool3 (conv weights and BatchNorm affine; pytorch-fid's
     // sum(p.numel() for p in InceptionV3([3]).parameters())), 94 BasicConv2d layers.
     func testExpectedTensorsMatchPytorchFIDParameterCount() {

@@ -25,12 +25,13 @@ final class VAEDecoderTests: XCTestCase {
 
     /// Decodes the fixture's latents with a decoder built from `weights`; returns (ours, diffusers' float64 sample).
     func decodeFixture(_ dir: String, weights: VAEDecoderWeights, maxBatch: Int = 8,
-                       convScratchFloats: Int = 1 << 21) throws -> ([Float], [Float], VAEDecoder) {
+                       convScratchFloats: Int = 1 << 21, precision: ComputePrecision = .fp32,
+                       layout: VAEDecoder.Layout = .channelsLast) throws -> ([Float], [Float], VAEDecoder) {
         let io = try SafetensorsFile(path: dir + "/io.safetensors")
         let shape = io["latent"]!.shape
         let latent = try io.floats("latent"), expected = try io.floats("sample")
         let dec = VAEDecoder(weights: weights, latentHeight: shape[2], latentWidth: shape[3], maxBatch: maxBatch,
-                             convScratchFloats: convScratchFloats)
+                             convScratchFloats: convScratchFloats, precision: precision, layout: layout)
         var out = [Float](repeating: .nan, count: shape[0] * dec.imageCount)
         XCTAssertEqual(out.count, expected.count)
         dec.decode(latents: latent, batch: shape[0], scalingFactor: weights.config.scalingFactor, into: &out)
@@ -38,11 +39,13 @@ final class VAEDecoderTests: XCTestCase {
     }
 
     // Tolerance 1e-4 relative to max |sample| (diffusers in float64 as the reference; diffusers' own float32 run is
-    // within about 1e-6, see meta.json), on both GEMM backends and 1 and 2 workers, with whole-image and one-row
-    // convolution bands.
+    // within about 1e-6, see meta.json), on both GEMM backends (packed oneDNN weights, unpacked OpenBLAS), 1 and 2
+    // workers, both layouts (channels-last and the NCHW conv2d path), with whole-image and smallest convolution bands.
     func testDecoderMatchesDiffusersOnRandomWeights() throws {
         let savedBackend = GEMMBackend.current, savedThreads = Parallel.threads
         defer { GEMMBackend.current = savedBackend; Parallel.threads = savedThreads }
+        var worst: [VAEDecoder.Layout: Double] = [:]
+        defer { print("FP32 decoder vs diffusers float64, worst max |Δ| / max |ref| per layout: \(worst)") }
         for name in ["vae_small", "vae_three_level"] {
             let dir = fixture(name)
             let config = try VAEConfig.named(dir)
@@ -51,10 +54,13 @@ final class VAEDecoderTests: XCTestCase {
                 for threads in [1, 2] {
                     GEMMBackend.current = backend
                     Parallel.threads = threads
-                    for scratch in [1 << 21, 1] {  // 1 float is raised to the one-output-row minimum
-                        let (ours, ref, _) = try decodeFixture(dir, weights: weights, convScratchFloats: scratch)
-                        let err = relativeError(ours, ref)
-                        XCTAssertLessThanOrEqual(err, 1e-4, "\(name), \(backend), \(threads) worker(s), scratch \(scratch): \(err)")
+                    for layout in VAEDecoder.Layout.allCases {
+                        for scratch in [1 << 21, 1] {  // 1 float is raised to the one-output-pixel (NCHW: row) minimum
+                            let (ours, ref, _) = try decodeFixture(dir, weights: weights, convScratchFloats: scratch, layout: layout)
+                            let err = relativeError(ours, ref)
+                            XCTAssertLessThanOrEqual(err, 1e-4, "\(name), \(backend), \(threads) worker(s), \(layout), scratch \(scratch): \(err)")
+                            worst[layout] = max(worst[layout] ?? 0, err)
+                        }
                     }
                 }
             }
@@ -78,6 +84,43 @@ final class VAEDecoderTests: XCTestCase {
             XCTAssertLessThanOrEqual(worst, 1, "\(rule)")
             let exact = zip(pixels, ref).filter { $0 == rule.pixel($1) }.count
             XCTAssertGreaterThan(Double(exact) / Double(ref.count), 0.99, "\(rule)")
+        }
+    }
+
+    // BF16 convolution GEMMs (oneDNN) against the FP32 decoder on the same weights and latents, both fixtures, 1 and
+    // 2 workers, both layouts. Measured on 2026-12-03: max |Δ| / max |FP32| 8.1e-3 (vae_small) and 8.9e-3
+    // (vae_three_level), the same against diffusers' float64 sample; tolerance 2e-2 (BF16 keeps 8 significant bits,
+    // ≤ 2⁻⁹ relative rounding per GEMM input, through 11–13 convs). uint8 pixels by the sample_ddp rule: measured equal
+    // on 81.5–82.1 % (vae_small) and 75.0 % (vae_three_level), at most 1 and 2 levels apart; asserted ≥ 70 % and
+    // ≤ 3 levels. (FP32 against diffusers: ≤ 8.4e-7.)
+    func testBF16DecoderAgainstFP32() throws {
+        guard DNNL.isAvailable else { throw XCTSkip("oneDNN has no CPU engine here") }
+        let savedBackend = GEMMBackend.current, savedThreads = Parallel.threads
+        defer { GEMMBackend.current = savedBackend; Parallel.threads = savedThreads }
+        GEMMBackend.current = .onednn
+        for name in ["vae_small", "vae_three_level"] {
+            let dir = fixture(name)
+            let config = try VAEConfig.named(dir)
+            let weights = try VAEDecoderWeights(file: SafetensorsFile(path: dir + "/weights.safetensors"), config: config)
+            for threads in [1, 2] {
+                for layout in VAEDecoder.Layout.allCases {
+                    Parallel.threads = threads
+                    let (fp32, ref, _) = try decodeFixture(dir, weights: weights, layout: layout)
+                    let (bf16, _, dec) = try decodeFixture(dir, weights: weights, precision: .bf16, layout: layout)
+                    XCTAssertEqual(dec.precision, .bf16)
+                    let err = relativeError(bf16, fp32)
+                    XCTAssertLessThanOrEqual(err, 2e-2, "\(name), \(threads) worker(s), \(layout): BF16 vs FP32 \(err)")
+                    XCTAssertGreaterThan(err, 0, "\(name): the BF16 decoder gave the FP32 floats; did it run BF16?")
+                    let rule = PixelQuantisation.roundHalfUp
+                    let pa = fp32.map(rule.pixel), pb = bf16.map(rule.pixel)
+                    let agree = Double(zip(pa, pb).filter { $0 == $1 }.count) / Double(pa.count)
+                    let worst = zip(pa, pb).map { abs(Int($0) - Int($1)) }.max()!
+                    XCTAssertGreaterThanOrEqual(agree, 0.70, "\(name), \(layout): pixel agreement \(agree)")
+                    XCTAssertLessThanOrEqual(worst, 3, "\(name), \(layout): pixels differ by \(worst) levels")
+                    print("BF16 decoder \(name), \(threads) worker(s), \(layout): max |Δ| / max |FP32| = \(err), vs diffusers float64 \(relativeError(bf16, ref)); "
+                          + "uint8 pixels equal on \(100 * agree) %, worst \(worst) level(s)")
+                }
+            }
         }
     }
 
