@@ -60,6 +60,19 @@ public enum FloatCast {
     public static func fromBF16(_ src: UnsafePointer<UInt16>, _ dst: UnsafeMutablePointer<Float>, count n: Int) {
         for i in 0..<n { dst[i] = f32(bf16: src[i]) }
     }
+    /// `toBF16` then `ByteShuffle.shuffle` (element size 2) in one pass: the low byte of value i goes to `dst[i]`,
+    /// the high byte to `dst[n + i]` (2n bytes).
+    public static func toBF16Shuffled(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt8>, count n: Int) {
+        for i in 0..<n {
+            let h = bf16Bits(src[i])
+            dst[i] = UInt8(truncatingIfNeeded: h)
+            dst[n + i] = UInt8(truncatingIfNeeded: h >> 8)
+        }
+    }
+    /// `ByteShuffle.unshuffle` (element size 2) then `fromBF16` in one pass over the 2n shuffled bytes.
+    public static func fromBF16Shuffled(_ src: UnsafePointer<UInt8>, _ dst: UnsafeMutablePointer<Float>, count n: Int) {
+        for i in 0..<n { dst[i] = Float(bitPattern: UInt32(src[i]) << 16 | UInt32(src[n + i]) << 24) }
+    }
 }
 
 /// Byte transpose of `count` elements of `elementSize` bytes: byte b of element i moves to `b·count + i`.

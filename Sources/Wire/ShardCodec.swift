@@ -170,6 +170,12 @@ public final class ShardCodec {
     }
 
     /// Appends a shard (12-byte header + stored bytes) of `count` floats to `buffer`.
+    ///
+    /// Passes over the data: the cast (F16/BF16) and the shuffle write straight into the frame buffer when no LZ4
+    /// follows, else into scratch for LZ4 to read; BF16 cast and shuffle are one fused pass. So F32 raw and BF16 raw
+    /// are one pass each (copy, resp. cast), BF16 + shuffle + LZ4 is cast-and-shuffle then LZ4 (plus a copy of the
+    /// staged bytes only when the stored-raw escape applies). The bytes are those of the three stages run one after
+    /// the other (docs/protocol.md §4).
     @discardableResult
     public func encode(_ src: UnsafePointer<Float>, count: Int, options: ShardOptions, into buffer: WireBuffer) throws
         -> ShardEncodeInfo {
@@ -178,15 +184,6 @@ public final class ShardCodec {
         let rawBytes = count * size
         guard rawBytes <= Int(Int32.max) - 65536 else { throw WireError.codec("shard of \(rawBytes) bytes is too large") }
         ensureScratch(rawBytes)
-        // Stage 1: cast (F32 stays in place).
-        var stage: UnsafeRawPointer = UnsafeRawPointer(src)
-        switch options.dtype {
-        case .f32: break
-        case .f16:
-            FloatCast.toF16(src, scratchA.assumingMemoryBound(to: UInt16.self), count: count); stage = UnsafeRawPointer(scratchA)
-        case .bf16:
-            FloatCast.toBF16(src, scratchA.assumingMemoryBound(to: UInt16.self), count: count); stage = UnsafeRawPointer(scratchA)
-        }
         // Stage 3's decision comes first: the shuffle only helps LZ4, so `auto` skips it when it sends raw.
         let tryLZ4: Bool
         switch options.compression {
@@ -195,22 +192,37 @@ public final class ShardCodec {
         case .auto: tryLZ4 = auto.shouldTry()
         }
         let shuffle = options.shuffle && (tryLZ4 || options.compression != .auto)
-        // Stage 2: shuffle into whichever scratch the cast did not use.
-        if shuffle {
-            let dst = stage == UnsafeRawPointer(scratchA) ? scratchB : scratchA
-            ByteShuffle.shuffle(stage, dst, count: count, elementSize: size)
-            stage = UnsafeRawPointer(dst)
-        }
-        // Stage 3: LZ4 straight into the frame buffer, or raw.
         let headerAt = buffer.count
         buffer.reserve(ShardView.headerSize + (tryLZ4 ? Int(LZ4_compressBound(Int32(rawBytes))) : rawBytes))
         _ = buffer.claim(ShardView.headerSize)
+        // Where stored bytes go; valid until the next reserve (none below).
+        let out = buffer.base + buffer.count
+        // The last of stages 1–2 writes to `out` when LZ4 does not follow (and `out` is 2-byte aligned for the
+        // 16-bit casts; a shard behind an odd-length LZ4 shard may not be), else to scratch.
+        let staged: UnsafeMutableRawPointer = tryLZ4 || Int(bitPattern: out) % 2 != 0 ? scratchA : out
+        var stage: UnsafeRawPointer = UnsafeRawPointer(src)
+        switch (options.dtype, shuffle) {
+        case (.f32, false):
+            if !tryLZ4 { out.copyMemory(from: stage, byteCount: rawBytes); stage = UnsafeRawPointer(out) }
+        case (.f32, true):
+            ByteShuffle.shuffle(stage, staged, count: count, elementSize: 4); stage = UnsafeRawPointer(staged)
+        case (.bf16, false):
+            FloatCast.toBF16(src, staged.assumingMemoryBound(to: UInt16.self), count: count); stage = UnsafeRawPointer(staged)
+        case (.bf16, true):
+            FloatCast.toBF16Shuffled(src, staged.assumingMemoryBound(to: UInt8.self), count: count)
+            stage = UnsafeRawPointer(staged)
+        case (.f16, false):
+            FloatCast.toF16(src, staged.assumingMemoryBound(to: UInt16.self), count: count); stage = UnsafeRawPointer(staged)
+        case (.f16, true):
+            FloatCast.toF16(src, scratchB.assumingMemoryBound(to: UInt16.self), count: count)
+            ByteShuffle.shuffle(scratchB, staged, count: count, elementSize: 2); stage = UnsafeRawPointer(staged)
+        }
+        // Stage 3: LZ4 from scratch straight into the frame buffer (the bytes are already there otherwise).
         var storedBytes = rawBytes
         var compressed = false
         if tryLZ4 && rawBytes > 0 {
             let tc = monotonicNanos()
-            let dst = buffer.base + buffer.count
-            let n = Int(LZ4_compress_default(stage.assumingMemoryBound(to: CChar.self), dst.assumingMemoryBound(to: CChar.self),
+            let n = Int(LZ4_compress_default(stage.assumingMemoryBound(to: CChar.self), out.assumingMemoryBound(to: CChar.self),
                                              Int32(rawBytes), LZ4_compressBound(Int32(rawBytes))))
             auto.observeCompression(raw: rawBytes, compressed: n > 0 ? n : rawBytes,
                                     seconds: Double(monotonicNanos() - tc) * 1e-9)
@@ -220,8 +232,8 @@ public final class ShardCodec {
                 escapes += 1
             }
         }
-        if !compressed {
-            (buffer.base + buffer.count).copyMemory(from: stage, byteCount: rawBytes)
+        if !compressed && stage != UnsafeRawPointer(out) && rawBytes > 0 {
+            out.copyMemory(from: stage, byteCount: rawBytes)
         }
         buffer.count += storedBytes
         let h = buffer.base + headerAt
@@ -235,21 +247,10 @@ public final class ShardCodec {
                                nanos: monotonicNanos() - t0)
     }
 
-    /// Decodes `shard` into `dst` (`shard.elementCount` floats). Returns nanoseconds spent.
-    @discardableResult
-    public func decode(_ shard: ShardView, into dst: UnsafeMutablePointer<Float>) throws -> UInt64 {
-        let t0 = monotonicNanos()
-        let n = shard.elementCount
-        let size = shard.dtype.size
-        let rawBytes = n * size
-        guard rawBytes <= Int(Int32.max) else { throw WireError.codec("shard of \(rawBytes) bytes is too large") }
-        ensureScratch(rawBytes)
-        let needsCast = shard.dtype != .f32
-        // Where the unshuffled, uncast bytes must end up: the output itself for F32.
-        let castSource: UnsafeMutableRawPointer = needsCast ? scratchB : UnsafeMutableRawPointer(dst)
-        var current: UnsafeRawPointer
+    /// Decompresses `shard` (when LZ4) into `target` (`rawBytes` bytes) and returns where its bytes now are:
+    /// `target`, or the stored bytes themselves when not compressed.
+    private func inflate(_ shard: ShardView, rawBytes: Int, into target: UnsafeMutableRawPointer) throws -> UnsafeRawPointer {
         if shard.compressed {
-            let target = shard.shuffle ? scratchA : castSource
             let td = monotonicNanos()
             let got = LZ4_decompress_safe(shard.stored.baseAddress?.assumingMemoryBound(to: CChar.self),
                                           target.assumingMemoryBound(to: CChar.self),
@@ -258,24 +259,66 @@ public final class ShardCodec {
                 throw WireError.codec("LZ4 block decodes to \(got) bytes, expected \(rawBytes)")
             }
             auto.observeDecompression(raw: rawBytes, seconds: Double(monotonicNanos() - td) * 1e-9)
-            current = UnsafeRawPointer(target)
-        } else {
-            guard shard.stored.count == rawBytes else {
-                throw WireError.codec("raw shard has \(shard.stored.count) bytes, expected \(rawBytes)")
-            }
-            current = shard.stored.baseAddress ?? UnsafeRawPointer(castSource)
+            return UnsafeRawPointer(target)
         }
-        if shard.shuffle {
-            ByteShuffle.unshuffle(current, castSource, count: n, elementSize: size)
-            current = UnsafeRawPointer(castSource)
+        guard shard.stored.count == rawBytes else {
+            throw WireError.codec("raw shard has \(shard.stored.count) bytes, expected \(rawBytes)")
         }
-        switch shard.dtype {
-        case .f32:
+        return shard.stored.baseAddress ?? UnsafeRawPointer(target)
+    }
+
+    /// Decodes `shard` into `dst` (`shard.elementCount` floats). Returns nanoseconds spent.
+    /// Passes: LZ4 (when compressed) into `dst` itself for unshuffled F32, else into scratch; unshuffle and widen
+    /// are one fused pass for shuffled BF16.
+    @discardableResult
+    public func decode(_ shard: ShardView, into dst: UnsafeMutablePointer<Float>) throws -> UInt64 {
+        let t0 = monotonicNanos()
+        let n = shard.elementCount
+        let size = shard.dtype.size
+        let rawBytes = n * size
+        guard rawBytes <= Int(Int32.max) else { throw WireError.codec("shard of \(rawBytes) bytes is too large") }
+        ensureScratch(rawBytes)
+        let unshuffledF32 = shard.dtype == .f32 && !shard.shuffle
+        var current = try inflate(shard, rawBytes: rawBytes, into: unshuffledF32 ? UnsafeMutableRawPointer(dst) : scratchA)
+        switch (shard.dtype, shard.shuffle) {
+        case (.f32, false):
             if current != UnsafeRawPointer(dst) && rawBytes > 0 {
                 UnsafeMutableRawPointer(dst).copyMemory(from: current, byteCount: rawBytes)
             }
-        case .f16: FloatCast.fromF16(current.assumingMemoryBound(to: UInt16.self), dst, count: n)
-        case .bf16: FloatCast.fromBF16(current.assumingMemoryBound(to: UInt16.self), dst, count: n)
+        case (.f32, true):
+            ByteShuffle.unshuffle(current, UnsafeMutableRawPointer(dst), count: n, elementSize: 4)
+        case (.bf16, false):
+            FloatCast.fromBF16(current.assumingMemoryBound(to: UInt16.self), dst, count: n)
+        case (.bf16, true):
+            FloatCast.fromBF16Shuffled(current.assumingMemoryBound(to: UInt8.self), dst, count: n)
+        case (.f16, let shuffled):
+            if shuffled {
+                ByteShuffle.unshuffle(current, scratchB, count: n, elementSize: 2)
+                current = UnsafeRawPointer(scratchB)
+            }
+            FloatCast.fromF16(current.assumingMemoryBound(to: UInt16.self), dst, count: n)
+        }
+        return monotonicNanos() - t0
+    }
+
+    /// Decodes a BF16 `shard` into BF16 bit patterns `dst` (`shard.elementCount` values) without widening, for
+    /// BF16 GEMMs that would round widened values back to these same bits. LZ4 (when compressed) goes straight
+    /// into `dst` when unshuffled, else into scratch and is unshuffled into `dst`; an uncompressed unshuffled shard
+    /// is copied (a reader that can use the payload in place should). Throws `codec` for other dtypes and for LZ4
+    /// blocks that do not decode to exactly `2 × elementCount` bytes. Returns nanoseconds spent.
+    @discardableResult
+    public func decode(bf16 shard: ShardView, into dst: UnsafeMutablePointer<UInt16>) throws -> UInt64 {
+        let t0 = monotonicNanos()
+        guard shard.dtype == .bf16 else { throw WireError.codec("a \(shard.dtype) shard cannot be decoded to BF16 bits") }
+        let n = shard.elementCount
+        let rawBytes = n * 2
+        guard rawBytes <= Int(Int32.max) else { throw WireError.codec("shard of \(rawBytes) bytes is too large") }
+        ensureScratch(rawBytes)
+        let current = try inflate(shard, rawBytes: rawBytes, into: shard.shuffle ? scratchA : UnsafeMutableRawPointer(dst))
+        if shard.shuffle {
+            ByteShuffle.unshuffle(current, UnsafeMutableRawPointer(dst), count: n, elementSize: 2)
+        } else if current != UnsafeRawPointer(dst) && rawBytes > 0 {
+            UnsafeMutableRawPointer(dst).copyMemory(from: current, byteCount: rawBytes)
         }
         return monotonicNanos() - t0
     }

@@ -158,3 +158,105 @@ final class CodecTests: XCTestCase {
         XCTAssertFalse(c.compressionPays)
     }
 }
+
+/// The encoder writes cast and shuffle straight into the frame (BF16 cast and shuffle fused); the stored bytes
+/// must still be exactly those of the three stages of docs/protocol.md §4 run one after the other, and BF16
+/// shards must decode to BF16 bits without widening.
+final class CodecPassTests: XCTestCase {
+    /// dtype cast then byte shuffle, written out the slow way (the reference for the stored bytes).
+    func staged(_ values: [Float], _ dtype: ShardDType, shuffle: Bool) -> [UInt8] {
+        var plain: [UInt8] = []
+        for x in values {
+            switch dtype {
+            case .f32: withUnsafeBytes(of: x.bitPattern.littleEndian) { plain += $0 }
+            case .f16: withUnsafeBytes(of: FloatCast.f16Bits(x).littleEndian) { plain += $0 }
+            case .bf16: withUnsafeBytes(of: FloatCast.bf16Bits(x).littleEndian) { plain += $0 }
+            }
+        }
+        guard shuffle else { return plain }
+        let n = values.count, s = dtype.size
+        var out = [UInt8](repeating: 0, count: plain.count)
+        for i in 0..<n { for b in 0..<s { out[b * n + i] = plain[i * s + b] } }
+        return out
+    }
+
+    func shardView(_ b: WireBuffer, at offset: Int, count: Int) throws -> ShardView {
+        var r = WireReader(UnsafeRawBufferPointer(rebasing: b.bytes[offset...]))
+        return try ShardView.read(from: &r, expectedCount: count, field: "shard")
+    }
+
+    func testStoredBytesAreTheThreeStagesInOrder() throws {
+        var rng = SeededRNG(seed: 8)
+        let normal = (0..<3001).map { _ in rng.normal() * 2 }
+        let specials: [Float] = [.nan, -.nan, .infinity, -.infinity, -0, 0, 65520, 1e-30, .greatestFiniteMagnitude]
+        let codec = ShardCodec(capacity: 16)   // grows on the first shard
+        for data in [normal, specials, []] {
+            for dtype in ShardDType.allCases {
+                for shuffle in [false, true] {
+                    for lead in [0, 1] {   // an odd offset in the frame buffer (a shard behind an odd-length one)
+                        let b = WireBuffer()
+                        for _ in 0..<lead { b.append(UInt8(0xAB)) }
+                        let info = try codec.encode(data, count: data.count,
+                                                    options: ShardOptions(dtype: dtype, shuffle: shuffle, compression: .none), into: b)
+                        let view = try shardView(b, at: lead, count: data.count)
+                        XCTAssertFalse(info.compressed)
+                        XCTAssertEqual(view.shuffle, shuffle)
+                        XCTAssertEqual(Array(view.stored), staged(data, dtype, shuffle: shuffle), "\(dtype) shuffle \(shuffle) lead \(lead)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// BF16 shards of every shuffle × LZ4 choice decode to the BF16 bits of the input, both to BF16 words and
+    /// (widened) to floats; LZ4 is really used on compressible data.
+    func testBF16ShardsDecodeToBF16BitsWithoutWidening() throws {
+        var rng = SeededRNG(seed: 9)
+        let normal = (0..<5000).map { _ in rng.normal() }
+        let steps = (0..<5000).map { Float(($0 * 7) % 13 - 6) * 0.375 }      // compresses with and without shuffle
+        let specials: [Float] = [.nan, .infinity, -.infinity, -0, 3.0e38, 1e-40]
+        let codec = ShardCodec(capacity: 16)
+        for data in [normal, steps, specials] {
+            let want = data.map { FloatCast.bf16Bits($0) }
+            for shuffle in [false, true] {
+                for compression in [CompressionMode.none, .lz4] {
+                    let b = WireBuffer()
+                    let info = try codec.encode(data, count: data.count,
+                                                options: ShardOptions(dtype: .bf16, shuffle: shuffle, compression: compression), into: b)
+                    if data == steps && compression == .lz4 { XCTAssertTrue(info.compressed, "shuffle \(shuffle)") }
+                    let view = try shardView(b, at: 0, count: data.count)
+                    var bits = [UInt16](repeating: 0x5555, count: data.count)
+                    try codec.decode(bf16: view, into: &bits)
+                    XCTAssertEqual(bits, want, "shuffle \(shuffle) \(compression)")
+                    var floats = [Float](repeating: 0, count: data.count)
+                    try codec.decode(view, into: &floats)
+                    XCTAssertEqual(floats.map(\.bitPattern), want.map { UInt32($0) << 16 }, "widened, shuffle \(shuffle) \(compression)")
+                }
+            }
+        }
+    }
+
+    func testBF16DecodeRefusesOtherDTypesAndCorruptBlocks() throws {
+        let codec = ShardCodec()
+        let data = [Float](repeating: 1.25, count: 1000)
+        var bits = [UInt16](repeating: 0, count: 1000)
+        for dtype in [ShardDType.f32, .f16] {
+            let b = WireBuffer()
+            try codec.encode(data, count: 1000, options: ShardOptions(dtype: dtype, shuffle: false, compression: .none), into: b)
+            XCTAssertThrowsError(try codec.decode(bf16: try shardView(b, at: 0, count: 1000), into: &bits)) {
+                XCTAssertTrue($0 is WireError, "\($0)")
+            }
+        }
+        for shuffle in [false, true] {
+            let b = WireBuffer()
+            let info = try codec.encode(data, count: 1000, options: ShardOptions(dtype: .bf16, shuffle: shuffle, compression: .lz4), into: b)
+            XCTAssertTrue(info.compressed)
+            var bytes = Array(b.bytes)
+            for i in ShardView.headerSize..<bytes.count { bytes[i] = 0xFF }
+            XCTAssertThrowsError(try bytes.withUnsafeBytes { p in
+                var r = WireReader(p)
+                try codec.decode(bf16: try ShardView.read(from: &r, expectedCount: 1000, field: "shard"), into: &bits)
+            }) { XCTAssertTrue($0 is WireError, "\($0)") }
+        }
+    }
+}

@@ -39,6 +39,8 @@ func decodeBody(_ type: MessageType, _ payload: UnsafeRawBufferPointer) {
         guard let req = try? ExpertMessage.decodeRequest(payload, groups: &groups, limits: fuzzLimits) else { return }
         ensureFloats(max(req.totalRows * req.dim, 1))
         _ = try? codec.decode(req.activations, into: floats)
+        // A BF16 worker's path: BF16 bits without widening (floats holds at least as many bytes).
+        _ = try? codec.decode(bf16: req.activations, into: UnsafeMutableRawPointer(floats).assumingMemoryBound(to: UInt16.self))
         _ = try? codec.decode(req.gate, into: floats)
     case .expertResult:
         guard let res = try? ExpertMessage.decodeResult(payload, groups: &groups, limits: fuzzLimits) else { return }
