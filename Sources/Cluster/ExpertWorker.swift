@@ -399,8 +399,12 @@ final class WorkerSession {
     var receiveBuffer = WireBuffer()
     var groups: [ExpertGroup] = []
     var input: UnsafeMutablePointer<Float>
+    /// BF16 bits of shuffled and/or LZ4-compressed BF16 activations `[rows, dim]`, decoded without widening, when
+    /// `takesBF16` (else a 1-element placeholder). Raw BF16 shards are read in place instead (`directBF16`).
+    var inputBF16: UnsafeMutablePointer<UInt16>
     var gate: UnsafeMutablePointer<Float>
     var output: UnsafeMutablePointer<Float>
+    /// Rows the buffers above hold (grown by `ensure`, never shrunk, so requests allocate nothing once warm).
     var capacityRows = 0
     let hidden: UnsafeMutablePointer<Float>
     let widen: UnsafeMutablePointer<Float>?
@@ -416,10 +420,12 @@ final class WorkerSession {
         let w = worker.experts.first.flatMap { worker.module(layer: 0, expert: $0)?.widenScratchCount } ?? 0
         widen = w > 0 ? .allocate(capacity: w) : nil
         input = .allocate(capacity: 1); gate = .allocate(capacity: 1); output = .allocate(capacity: 1)
+        inputBF16 = .allocate(capacity: 1)
         takesBF16 = worker.experts.allSatisfy { e in (0..<c.depth).allSatisfy { worker.module(layer: $0, expert: e)?.takesBF16 == true } }
     }
     deinit {
         hidden.deallocate(); widen?.deallocate(); input.deallocate(); gate.deallocate(); output.deallocate()
+        inputBF16.deallocate()
     }
 
     /// Frees the activation buffers grown by `ensure(rows:)` and the codec's scratch, which grew with them (the
@@ -441,11 +447,12 @@ final class WorkerSession {
 
     func ensure(rows: Int) {
         guard rows > capacityRows else { return }
-        input.deallocate(); gate.deallocate(); output.deallocate()
+        input.deallocate(); gate.deallocate(); output.deallocate(); inputBF16.deallocate()
         capacityRows = max(rows, capacityRows * 2)
         input = .allocate(capacity: capacityRows * dim)
         gate = .allocate(capacity: capacityRows)
         output = .allocate(capacity: capacityRows * dim)
+        inputBF16 = .allocate(capacity: takesBF16 ? capacityRows * dim : 1)
     }
 
     /// The stored values of a raw BF16 shard when this worker's experts compute in BF16, else nil.
@@ -453,6 +460,16 @@ final class WorkerSession {
         guard shard.dtype == .bf16, !shard.shuffle, !shard.compressed, takesBF16,
               let base = shard.stored.baseAddress, Int(bitPattern: base) % 2 == 0 else { return nil }
         return base.assumingMemoryBound(to: UInt16.self)
+    }
+
+    /// The activations of `shard` as BF16 bits `[rows, dim]` when this worker's experts compute in BF16 and the
+    /// shard is BF16 (any shuffle/LZ4): in place when raw and aligned, else decoded into `inputBF16` (LZ4 and/or
+    /// unshuffle, no widening). nil otherwise: the caller decodes to FP32 (`input`). Needs `ensure(rows:)` first.
+    func activationsBF16(_ shard: ShardView) throws -> UnsafePointer<UInt16>? {
+        guard takesBF16, shard.dtype == .bf16 else { return nil }
+        if let direct = directBF16(shard) { return direct }
+        try codec.decode(bf16: shard, into: inputBF16)
+        return UnsafePointer(inputBF16)
     }
 
     func serveExpert(_ frame: ReceivedFrame, on conn: WireConnection) throws {
@@ -468,9 +485,9 @@ final class WorkerSession {
             throw ClusterError.expertNotHosted(worker: worker.options.name, expert: Int(g.expert))
         }
         ensure(rows: req.totalRows)
-        // Raw BF16 activations go to BF16 GEMMs as they are (decoding would widen them to FP32 only for the GEMM
-        // to round them back to the same values).
-        let bf16 = directBF16(req.activations)
+        // BF16 activations go to BF16 GEMMs as BF16 bits, whatever the shuffle/LZ4 (decoding to FP32 would widen
+        // them only for the GEMM to round them back to the same values).
+        let bf16 = try activationsBF16(req.activations)
         if bf16 == nil { try codec.decode(req.activations, into: input) }
         try codec.decode(req.gate, into: gate)
         let t1 = monotonicNanos()

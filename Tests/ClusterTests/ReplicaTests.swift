@@ -139,11 +139,10 @@ final class ReplicaTests: XCTestCase {
         remote.executor = exec
         let (ok, worst) = maxRelativeViolation(want, try input.run(remote))
         XCTAssertTrue(ok, "BF16 cluster differs from BF16 local by \(worst) relative")
-        // Raw BF16 shards go to the workers' BF16 GEMMs as they are; shuffled ones are decoded to FP32 first and
-        // rounded back by the GEMM: the same values, so the same output, bit for bit.
+        // Raw BF16 shards go to the workers' BF16 GEMMs as they are; shuffled and/or LZ4 ones are decoded to BF16
+        // bits (no widening): the same values, so the same output, bit for bit.
         var outputs: [[Float]] = []
-        for codec in [ShardOptions(dtype: .bf16, shuffle: false, compression: .none),
-                      ShardOptions(dtype: .bf16, shuffle: true, compression: .none)] {
+        for codec in BF16CodecTests.bf16Codecs {
             var o = options
             o.codec = codec
             let e = try ClusterExpertExecutor(hosts: HostsFile(path: "h", entries: Array(entries[0..<2])), expertCount: 8, options: o)
@@ -151,7 +150,9 @@ final class ReplicaTests: XCTestCase {
             outputs.append(try input.run(remote))
             e.close()
         }
-        XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern))
+        for (i, o) in outputs.enumerated().dropFirst() {
+            XCTAssertEqual(outputs[0].map(\.bitPattern), o.map(\.bitPattern), "\(BF16CodecTests.bf16Codecs[i]) against raw BF16")
+        }
         // The results come back as BF16 (a lossy codec): close to the BF16 engine in norm.
         var num: Double = 0, den: Double = 0
         for (a, b) in zip(want, outputs[0]) { num += Double((a - b) * (a - b)); den += Double(a * a) }
