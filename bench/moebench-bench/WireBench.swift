@@ -74,7 +74,10 @@ struct CodecBench: ParsableCommand {
         abstract: "Shard codec MB/s and ratio for F32/BF16/F16 × shuffle × LZ4, beside memcpy and the checksums.",
         discussion: """
         Speeds are in MB/s of F32 input (10^6 bytes of the original floats per second), medians over --iterations. \
-        Ratio = stored bytes / F32 bytes, so a cast alone gives 0.5. `--source engine` captures the routed-expert \
+        Ratio = stored bytes / F32 bytes, so a cast alone gives 0.5. For BF16, two more decode rates: `to-bf16` \
+        decodes to BF16 bits (what a BF16 worker now feeds its GEMMs) and `widen+round` decodes to FP32 and rounds \
+        back to BF16 as a BF16 GEMM input (the worker's old path for shuffled/LZ4 BF16 shards), in the same run. \
+        `--source engine` captures the routed-expert \
         input and output shards of every MoE layer of one forward of --config (seeded random weights unless \
         --weights), and also prints the LZ4 ratio per layer.
         """)
@@ -136,22 +139,23 @@ struct CodecBench: ParsableCommand {
         } else {
             print(String(format: "memcpy %8.0f MB/s   CRC32C (%@) %7.0f MB/s   SSE4.2 3-stream %7.0f MB/s   slicing-by-8 %6.0f MB/s   (checksum %llx)",
                          memcpyRate, CRC32C.implementation as NSString, crcRate, sse42Rate, portableRate, sink & 0xF))
-            print("dtype  shuffle  lz4    encode MB/s  decode MB/s  ratio   (ratio of stored bytes to F32 bytes)")
+            print("dtype  shuffle  lz4    encode MB/s  decode MB/s  ratio   to-bf16 MB/s  widen+round MB/s   (ratio of stored bytes to F32 bytes)")
         }
 
         let codec = ShardCodec()
         let buffer = WireBuffer(capacity: maxFloats * 4 + 4096)
         let out = UnsafeMutablePointer<Float>.allocate(capacity: maxFloats)
-        defer { out.deallocate() }
+        let outBF16 = UnsafeMutablePointer<UInt16>.allocate(capacity: maxFloats)
+        defer { out.deallocate(); outBF16.deallocate() }
         var perLayer: [(String, [String: Double])] = shards.map { ($0.name, [:]) }
         for dtype in ShardDType.allCases {
             for shuffle in [false, true] {
                 for lz4 in [false, true] {
                     let options = ShardOptions(dtype: dtype, shuffle: shuffle, compression: lz4 ? .lz4 : .none)
-                    var enc: [Double] = [], dec: [Double] = []
+                    var enc: [Double] = [], dec: [Double] = [], toBF16: [Double] = [], widenRound: [Double] = []
                     var stored = 0
                     for it in 0..<iterations {
-                        var e = 0.0, d = 0.0
+                        var e = 0.0, d = 0.0, db = 0.0, dr = 0.0
                         stored = 0
                         for (si, s) in shards.enumerated() {
                             buffer.reset()
@@ -165,6 +169,14 @@ struct CodecBench: ParsableCommand {
                             try codec.decode(view, into: out)
                             let t2 = monotonicNanos()
                             e += Double(t1 - t0); d += Double(t2 - t1)
+                            if dtype == .bf16 {
+                                let t3 = monotonicNanos()
+                                try codec.decode(bf16: view, into: outBF16)
+                                let t4 = monotonicNanos()
+                                try codec.decode(view, into: out)
+                                roundToBF16(out, rows: 1, cols: s.values.count, ld: s.values.count, into: outBF16)
+                                db += Double(t4 - t3); dr += Double(monotonicNanos() - t4)
+                            }
                             stored += info.storedBytes
                             if it == 0 && lz4 && shuffle {
                                 perLayer[si].1[dtype.description] = Double(info.storedBytes) / Double(s.values.count * 4)
@@ -176,18 +188,23 @@ struct CodecBench: ParsableCommand {
                                 }
                             }
                         }
-                        enc.append(e); dec.append(d)
+                        enc.append(e); dec.append(d); toBF16.append(db); widenRound.append(dr)
                     }
                     let bytes = Double(totalFloats * 4)
                     let encRate = bytes / median(enc) * 1e3, decRate = bytes / median(dec) * 1e3
                     let ratio = Double(stored) / bytes
+                    // BF16 only: MB/s of F32-equivalent bytes decoded to BF16 bits, and decoded to FP32 then rounded.
+                    let bf16Rate = dtype == .bf16 ? bytes / median(toBF16) * 1e3 : .nan
+                    let roundRate = dtype == .bf16 ? bytes / median(widenRound) * 1e3 : .nan
                     if json {
-                        print(#"{"dtype":"\#(dtype)","shuffle":\#(shuffle),"lz4":\#(lz4),"encode_mbps":\#(encRate),"decode_mbps":\#(decRate),"ratio":\#(ratio),"memcpy_mbps":\#(memcpyRate)}"#)
+                        let extra = dtype == .bf16 ? #","decode_to_bf16_mbps":\#(bf16Rate),"decode_widen_round_mbps":\#(roundRate)"# : ""
+                        print(#"{"dtype":"\#(dtype)","shuffle":\#(shuffle),"lz4":\#(lz4),"encode_mbps":\#(encRate),"decode_mbps":\#(decRate),"ratio":\#(ratio),"memcpy_mbps":\#(memcpyRate)\#(extra)}"#)
                     } else {
                         let label = dtype.description.padding(toLength: 7, withPad: " ", startingAt: 0)
                             + (shuffle ? "on " : "off").padding(toLength: 9, withPad: " ", startingAt: 0)
                             + (lz4 ? "on " : "off").padding(toLength: 5, withPad: " ", startingAt: 0)
-                        print(label + String(format: "  %11.0f  %11.0f  %6.3f", encRate, decRate, ratio))
+                        print(label + String(format: "  %11.0f  %11.0f  %6.3f", encRate, decRate, ratio)
+                              + (dtype == .bf16 ? String(format: "  %12.0f  %16.0f", bf16Rate, roundRate) : ""))
                     }
                 }
             }
