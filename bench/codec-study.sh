@@ -5,8 +5,8 @@
 # not routed anywhere else), shapes both directions with tbf to each --rates entry ("none" = unshaped veth), runs
 # `moebench worker` (all experts) in the worker namespace and `moebench-bench cluster-forward --hosts` in the
 # coordinator namespace for every codec, and prints ms per forward per rate × codec (with the codec and transfer
-# ms along the critical path; the in-process forward is printed for scale only) and whether the automatic
-# LZ4 decision (f32+shuffle+auto) matched the better of its two choices (f32 raw, f32+shuffle+lz4). Namespaces and
+# ms along the critical path; the in-process forward is printed for scale only) and whether each automatic
+# LZ4 decision (<dtype>+shuffle+auto) matched the better of its two choices (<dtype> raw, <dtype>+shuffle+lz4). Namespaces and
 # the worker are removed on exit, also on failure or Ctrl-C. Not run in CI.
 #
 # usage: sudo bench/codec-study.sh [--rates "1gbit 10gbit none"] [--batch 8] [--iterations 3]
@@ -88,17 +88,21 @@ rows = [json.loads(l) for l in open(path) if l.startswith("{")]
 by = {r["codec"]: r for r in rows}
 for r in rows:
     print(f'{rate:<8} {r["codec"]:<20} {r["ms"]:10.1f} {r["codec_ms"]:10.1f} {r["transfer_ms"]:10.1f} {r["in_process_ms"]:10.1f} {r["mb_per_forward"]:8.1f}')
-auto = by.get("f32+shuffle+auto")
-choices = [by[c] for c in ("f32", "f32+shuffle+lz4") if c in by]
-if auto and len(choices) == 2:
-    raw_mb = by["f32"]["mb_per_forward"]
+# Every <dtype>+shuffle+auto run is judged against the better of its two exact choices for that dtype: <dtype> raw
+# and <dtype>+shuffle+lz4 (the dtype itself is never chosen automatically).
+for dtype in ("f32", "f16", "bf16"):
+    auto = by.get(f"{dtype}+shuffle+auto")
+    choices = [by[c] for c in (dtype, f"{dtype}+shuffle+lz4") if c in by]
+    if not auto or len(choices) != 2:
+        continue
+    raw_mb = by[dtype]["mb_per_forward"]
     picked = "LZ4" if auto["mb_per_forward"] < 0.97 * raw_mb else "raw"
     # Judged on codec + transfer ms (what the codec changes); whole-forward ms on a shared machine is mostly noise.
     cost = lambda r: r["codec_ms"] + r["transfer_ms"]
     best = min(choices, key=cost)
-    best_name = "raw" if best["codec"] == "f32" else "LZ4"
+    best_name = "raw" if best["codec"] == dtype else "LZ4"
     verdict = "matches" if picked == best_name or abs(cost(auto) - cost(best)) <= 0.05 * cost(best) else "MISSES"
-    print(f'{rate:<8} auto sent {auto["mb_per_forward"]:.1f} MB/fwd (raw {raw_mb:.1f}): chose {picked}; better exact codec '
-          f'{best_name} (codec+transfer {cost(best):.1f} ms); auto {cost(auto):.1f} ms: {verdict}')
+    print(f'{rate:<8} {dtype}+shuffle+auto sent {auto["mb_per_forward"]:.1f} MB/fwd (raw {raw_mb:.1f}): chose {picked}; '
+          f'better exact choice {best_name} (codec+transfer {cost(best):.1f} ms); auto {cost(auto):.1f} ms: {verdict}')
 PY
 done
