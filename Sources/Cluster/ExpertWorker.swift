@@ -431,8 +431,9 @@ final class WorkerSession {
     /// Frees the activation buffers grown by `ensure(rows:)` and the codec's scratch, which grew with them (the
     /// next request allocates them again at its size). The frame buffers are kept: `releaseFrameBuffers()`.
     func releaseRows() {
-        input.deallocate(); gate.deallocate(); output.deallocate()
+        input.deallocate(); gate.deallocate(); output.deallocate(); inputBF16.deallocate()
         input = .allocate(capacity: 1); gate = .allocate(capacity: 1); output = .allocate(capacity: 1)
+        inputBF16 = .allocate(capacity: 1)
         capacityRows = 0
         codec = ShardCodec()
     }

@@ -135,6 +135,18 @@ final class BF16CodecTests: XCTestCase {
                 }
             }
             XCTAssertEqual(session.inputBF16, buffer, "no regrowth for requests that fit")
+            // A pooled session that outgrew its limit frees the BF16 buffer with the other row buffers, and grows it
+            // again for the next request.
+            session.releaseRows()
+            XCTAssertEqual(session.capacityRows, 0)
+            session.ensure(rows: Self.rows)
+            let b = WireBuffer()
+            try ExpertMessage.encodeRequest(into: b, layer: Self.layer, dim: Self.dim, groups: Self.groups, activations: Self.activations,
+                                            gate: Self.gate, codec: ShardCodec(), options: Self.bf16Codecs[3])
+            var groups: [ExpertGroup] = []
+            let p = try XCTUnwrap(try session.activationsBF16(try ExpertMessage.decodeRequest(b.bytes, groups: &groups).activations))
+            XCTAssertEqual(p, UnsafePointer(session.inputBF16))
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: p, count: want.count)), want)
         }
     }
 }
