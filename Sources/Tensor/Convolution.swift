@@ -131,15 +131,8 @@ public func conv2d(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: In
                            rows: oy0..<(oy0 + rows), into: colB, convert: bf16Bits, zero: 0)
                     DNNL.gemmBF16(m: cout, n: pixels, k: k, a: bw, b: colB, c: out)
                 }
-                for c in 0..<cout {
-                    let dst = yImage + c * oh * ow + oy0 * ow, src = out + c * pixels
-                    let b = bias?[c] ?? 0
-                    if relu {
-                        for i in 0..<pixels { dst[i] = max(src[i] + b, 0) }
-                    } else {
-                        for i in 0..<pixels { dst[i] = src[i] + b }
-                    }
-                }
+                storeBand(out, channels: cout, pixels: pixels, into: yImage + oy0 * ow, imageStride: oh * ow,
+                          bias: bias, relu: relu)
                 continue
             }
             im2col(x + n * inImage, height: height, width: width, shape: shape, outWidth: ow,
@@ -153,15 +146,8 @@ public func conv2d(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: In
             } else {
                 gemm(transB: false, m: cout, n: pixels, k: k, a: weight, lda: k, b: col, ldb: pixels,
                      c: out, ldc: pixels)
-                for c in 0..<cout {
-                    let dst = yImage + c * oh * ow + oy0 * ow, src = out + c * pixels
-                    let b = bias?[c] ?? 0
-                    if relu {
-                        for i in 0..<pixels { dst[i] = max(src[i] + b, 0) }
-                    } else {
-                        for i in 0..<pixels { dst[i] = src[i] + b }
-                    }
-                }
+                storeBand(out, channels: cout, pixels: pixels, into: yImage + oy0 * ow, imageStride: oh * ow,
+                          bias: bias, relu: relu)
             }
         }
     }
@@ -246,4 +232,19 @@ public func bf16Copy(_ x: UnsafePointer<Float>, count: Int) -> TypedBuffer<UInt1
     let out = TypedBuffer<UInt16>(count: count, repeating: 0)
     for i in 0..<count { out.pointer[i] = bf16Bits(x[i]) }
     return out
+}
+
+/// Copies a band's GEMM output `[channels, pixels]` (dense) into the band's rows of an NCHW image whose channel planes
+/// are `imageStride` floats apart, adding the per-channel bias and applying ReLU when asked.
+func storeBand(_ band: UnsafePointer<Float>, channels: Int, pixels: Int, into dst: UnsafeMutablePointer<Float>,
+               imageStride: Int, bias: UnsafePointer<Float>?, relu: Bool) {
+    for c in 0..<channels {
+        let d = dst + c * imageStride, src = band + c * pixels
+        let b = bias?[c] ?? 0
+        if relu {
+            for i in 0..<pixels { d[i] = max(src[i] + b, 0) }
+        } else {
+            for i in 0..<pixels { d[i] = src[i] + b }
+        }
+    }
 }
