@@ -36,27 +36,15 @@ final class ChannelsLastTests: XCTestCase {
         return y
     }
 
-    /// Naive NCHW convolution in Float64 (the same loop as VisionKernelTests), returned NHWC.
+    /// `naiveConv` (NCHW, Float64), returned NHWC.
     func naiveConvNHWC(_x x: [Float], batch: Int, h: Int, w: Int, _ s: Conv2DShape, _ wt: [Float], _ bias: [Float]?) -> [Double] {
         let (oh, ow) = s.outputSize(height: h, width: w)
-        var y = [Double](repeating: 0, count: batch * s.outChannels * oh * ow)
+        let nchw: [Double] = naiveConv(x, batch: batch, h: h, w: w, s, wt, bias)
+        var y = [Double](repeating: 0, count: nchw.count)
         for n in 0..<batch {
             for co in 0..<s.outChannels {
-                for oy in 0..<oh {
-                    for ox in 0..<ow {
-                        var acc = Double(bias?[co] ?? 0)
-                        for ci in 0..<s.inChannels {
-                            for ky in 0..<s.kernelH {
-                                for kx in 0..<s.kernelW {
-                                    let iy = oy * s.strideH - s.padH + ky, ix = ox * s.strideW - s.padW + kx
-                                    guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
-                                    acc += Double(x[((n * s.inChannels + ci) * h + iy) * w + ix])
-                                        * Double(wt[((co * s.inChannels + ci) * s.kernelH + ky) * s.kernelW + kx])
-                                }
-                            }
-                        }
-                        y[((n * oh + oy) * ow + ox) * s.outChannels + co] = acc
-                    }
+                for p in 0..<(oh * ow) {
+                    y[(n * oh * ow + p) * s.outChannels + co] = nchw[(n * s.outChannels + co) * oh * ow + p]
                 }
             }
         }

@@ -32,31 +32,6 @@ final class VisionKernelTests: XCTestCase {
         }
     }
 
-    func naiveConv(_ x: [Float], batch: Int, h: Int, w: Int, _ s: Conv2DShape, _ wt: [Float], _ bias: [Float]?) -> [Double] {
-        let (oh, ow) = s.outputSize(height: h, width: w)
-        var y = [Double](repeating: 0, count: batch * s.outChannels * oh * ow)
-        for n in 0..<batch {
-            for co in 0..<s.outChannels {
-                for oy in 0..<oh {
-                    for ox in 0..<ow {
-                        var acc = Double(bias?[co] ?? 0)
-                        for ci in 0..<s.inChannels {
-                            for ky in 0..<s.kernelH {
-                                for kx in 0..<s.kernelW {
-                                    let iy = oy * s.strideH - s.padH + ky, ix = ox * s.strideW - s.padW + kx
-                                    guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
-                                    acc += Double(x[((n * s.inChannels + ci) * h + iy) * w + ix])
-                                        * Double(wt[((co * s.inChannels + ci) * s.kernelH + ky) * s.kernelW + kx])
-                                }
-                            }
-                        }
-                        y[((n * s.outChannels + co) * oh + oy) * ow + ox] = acc
-                    }
-                }
-            }
-        }
-        return y
-    }
 
     // Tolerance 2e-6 relative: Float32 GEMM accumulation over at most 5·5·6 = 150 products of values in [−1, 1].
     func testConvolutionMatchesNaiveLoopForEveryKernelStrideAndPadding() {
@@ -249,4 +224,31 @@ final class VisionKernelTests: XCTestCase {
         resizeBilinear(x, planes: 1, height: 3, width: 4, outHeight: 3, outWidth: 4, into: &same)
         XCTAssertEqual(same, x)
     }
+}
+
+/// Naive NCHW convolution in Float64: the reference of every conv test (zero padding, optional bias).
+func naiveConv(_ x: [Float], batch: Int, h: Int, w: Int, _ s: Conv2DShape, _ wt: [Float], _ bias: [Float]?) -> [Double] {
+    let (oh, ow) = s.outputSize(height: h, width: w)
+    var y = [Double](repeating: 0, count: batch * s.outChannels * oh * ow)
+    for n in 0..<batch {
+        for co in 0..<s.outChannels {
+            for oy in 0..<oh {
+                for ox in 0..<ow {
+                    var acc = Double(bias?[co] ?? 0)
+                    for ci in 0..<s.inChannels {
+                        for ky in 0..<s.kernelH {
+                            for kx in 0..<s.kernelW {
+                                let iy = oy * s.strideH - s.padH + ky, ix = ox * s.strideW - s.padW + kx
+                                guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                                acc += Double(x[((n * s.inChannels + ci) * h + iy) * w + ix])
+                                    * Double(wt[((co * s.inChannels + ci) * s.kernelH + ky) * s.kernelW + kx])
+                            }
+                        }
+                    }
+                    y[((n * s.outChannels + co) * oh + oy) * ow + ox] = acc
+                }
+            }
+        }
+    }
+    return y
 }
